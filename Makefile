@@ -1,0 +1,86 @@
+# gateway-lab: nginx -> Gunicorn/Flask (WSGI) and Uvicorn/FastAPI (ASGI), watched by Prometheus.
+# `make` alone lists the targets. STACK=docker|native|auto (default auto: Docker when an engine answers).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
+UV_VERSION := 0.13.8
+UV := $(VENV)/bin/uv
+STACKCTL := $(VENV_PY) -m stackctl
+# Debian packages native mode runs (the exporters feed the Grafana/Prometheus views).
+APT_PACKAGES := nginx prometheus prometheus-nginx-exporter prometheus-node-exporter
+SYSTEM_PROGRAMS := nginx prometheus promtool prometheus-nginx-exporter prometheus-node-exporter
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-deps up down status logs test test-unit test-static test-integration lint format clean
+
+help: ## list the targets
+	@echo "gateway-lab — make targets (STACK=docker|native|auto, default auto):"
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
+	@echo
+	@echo "Quick start: make up   (demo on http://127.0.0.1:8080)   ·   make test   (the suite)"
+
+setup: system-deps $(VENV)/.synced ## install what the project needs (Debian packages as root, the locked Python env)
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version.split()[0])'
+	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
+	@$(VENV_PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	@# --inexact keeps uv itself, which lives in the same environment but not in the lock.
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --all-extras --inexact --quiet
+	@touch $@
+
+system-deps: ## install nginx, Prometheus and the exporters (apt, as root), or say what to install
+	@missing=""; for p in $(SYSTEM_PROGRAMS); do \
+	  command -v $$p >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Debian packages for:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null || exit 1; \
+	else \
+	  echo "Missing programs:$$missing"; \
+	  echo "  Debian/Ubuntu: sudo apt-get install $(APT_PACKAGES)"; \
+	  echo "  macOS:         brew install nginx prometheus nginx-prometheus-exporter node_exporter"; \
+	  exit 1; \
+	fi
+
+up: setup ## start the stack (Docker if an engine answers, else native) and wait until healthy
+	@$(STACKCTL) up
+
+down: ## stop everything `make up` started and free its ports
+	@if [ -x $(VENV_PY) ]; then $(STACKCTL) down; else echo "nothing to stop (no environment yet)"; fi
+
+status: ## show each component's state and health
+	@$(STACKCTL) status
+
+logs: ## show the last lines of every component's log (LOGS_FOLLOW=1 to follow)
+	@$(STACKCTL) logs $(if $(LOGS_FOLLOW),--follow)
+
+test: setup ## run the whole suite: unit, static checks, and integration against a real native stack
+	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup ## unit tests only (no servers)
+	$(VENV_PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-static: setup ## static checks: nginx -t, promtool, compose schema, Dockerfile lint
+	$(VENV_PY) -m pytest -m static $(PYTEST_ARGS)
+
+test-integration: setup ## integration tests against a native stack on ports 18080, 19090, ...
+	$(VENV_PY) -m pytest -m integration $(PYTEST_ARGS)
+
+lint: setup ## ruff, hadolint and the nginx config analyser
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint services/*/Dockerfile $(wildcard loadtests/Dockerfile)
+
+format: setup ## format the Python code
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean: down ## stop the stack and remove state, logs and reports
+	rm -rf .run reports

@@ -1,0 +1,51 @@
+"""Docker mode: a thin wrapper over `docker compose`, so `make` reads the same in both modes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from stackctl.settings import Settings
+
+ENGINE_PROBE_TIMEOUT_S = 10
+
+
+def engine_answers() -> tuple[bool, str]:
+    """Whether a Docker engine answers, and why not when it does not."""
+    if shutil.which("docker") is None:
+        return False, "no docker CLI on PATH"
+    try:
+        probe = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=ENGINE_PROBE_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"`docker info` did not answer within {ENGINE_PROBE_TIMEOUT_S} s"
+    if probe.returncode != 0:
+        reason = (probe.stderr or probe.stdout).strip().splitlines()
+        return False, reason[-1] if reason else f"`docker info` exited {probe.returncode}"
+    return True, f"Docker engine {probe.stdout.strip()}"
+
+
+def compose(settings: Settings, *args: str) -> int:
+    command = ["docker", "compose", "--project-directory", str(settings.repo_root), *args]
+    return subprocess.run(command, cwd=settings.repo_root, stdin=subprocess.DEVNULL).returncode
+
+
+def up(settings: Settings) -> int:
+    return compose(settings, "up", "--build", "--wait", "--detach")
+
+
+def down(settings: Settings) -> int:
+    return compose(settings, "down", "--remove-orphans")
+
+
+def status(settings: Settings) -> int:
+    return compose(settings, "ps")
+
+
+def logs(settings: Settings, lines: int, follow: bool) -> int:
+    return compose(settings, "logs", f"--tail={lines}", *(["--follow"] if follow else []))

@@ -1,0 +1,412 @@
+"""Native mode: the real processes of the stack on loopback, from the same templates as Docker.
+
+nginx and Prometheus (and the two exporters) come from Debian's packages; Gunicorn and Uvicorn
+from the project's virtual environment. Every process runs in its own session with a pid file, a
+log file and a health URL under one state directory (``.run/<profile>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from stackctl import processes
+from stackctl.render import render_file
+from stackctl.settings import Settings
+
+HEALTH_TIMEOUT_S = 60.0
+TARGETS_UP_TIMEOUT_S = 30.0
+# Longer than Gunicorn's and Uvicorn's 30 s graceful timeout, so in-flight requests can finish.
+STOP_GRACE_S = 35.0
+
+
+class NativeStackError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    argv: list[str]
+    health_url: str
+    port_names: tuple[str, ...]
+    env: dict[str, str]
+
+    def pid_path(self, settings: Settings) -> Path:
+        return settings.pids_dir / f"{self.name}.pid"
+
+    def log_path(self, settings: Settings) -> Path:
+        return settings.logs_dir / f"{self.name}.log"
+
+
+# Debian package names, and what to install elsewhere, for each outside program.
+SYSTEM_PROGRAMS: dict[str, tuple[str, str]] = {
+    "nginx": ("nginx", "brew install nginx"),
+    "prometheus": ("prometheus", "brew install prometheus"),
+    "prometheus-nginx-exporter": (
+        "prometheus-nginx-exporter",
+        "brew install nginx-prometheus-exporter",
+    ),
+    "prometheus-node-exporter": ("prometheus-node-exporter", "brew install node_exporter"),
+}
+
+
+def find_program(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    if found is None:
+        package, mac = SYSTEM_PROGRAMS[name]
+        raise NativeStackError(
+            f"'{name}' is not installed. On Debian/Ubuntu: sudo apt-get install {package} "
+            f"(or run `make setup` as root); on macOS: {mac}."
+        )
+    return found
+
+
+def _nginx_worker_dir(settings: Settings) -> tuple[Path, str]:
+    """Where nginx workers read the landing page and write temp files, and the user they run as.
+
+    Run as root, nginx drops its workers to ``nobody``, who may not be able to traverse the
+    checkout (a 0700 temp dir, say); the workers' files are then staged in a world-readable place.
+    """
+    if os.geteuid() != 0:
+        return settings.state_dir / "nginx", ""
+    digest = hashlib.sha256(str(settings.state_dir).encode()).hexdigest()[:12]
+    staged = Path("/tmp") / f"gateway-lab-nginx-{settings.profile}-{digest}"
+    return staged, "user nobody nogroup;"
+
+
+def _prepare_nginx(settings: Settings) -> tuple[Path, dict[str, str]]:
+    run_dir, user_directive = _nginx_worker_dir(settings)
+    html_dir = run_dir / "html"
+    if html_dir.exists():
+        shutil.rmtree(html_dir)
+    shutil.copytree(settings.repo_root / "nginx" / "html", html_dir)
+    run_dir.chmod(0o755)
+    for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (run_dir / temp).mkdir(parents=True, exist_ok=True)
+        if user_directive:
+            nobody = pwd.getpwnam("nobody")
+            os.chown(run_dir / temp, nobody.pw_uid, nobody.pw_gid)
+    values = {
+        "NGINX_WORKER_PROCESSES": "auto",
+        "NGINX_RUN_DIR": str(run_dir),
+        "NGINX_ERROR_LOG": str(settings.logs_dir / "nginx-error.log"),
+        "NGINX_ACCESS_LOG": str(settings.logs_dir / "nginx-access.log"),
+        "NGINX_USER_DIRECTIVE": user_directive,
+        "NGINX_HTML_DIR": str(html_dir),
+        "NGINX_PUBLIC_LISTEN": settings.address("public"),
+        "NGINX_STATUS_LISTEN": settings.address("nginx_status"),
+        "NGINX_STATUS_ALLOW": "127.0.0.1",
+        "WSGI_UPSTREAM": settings.address("wsgi"),
+        "ASGI_UPSTREAM": settings.address("asgi"),
+    }
+    return run_dir, values
+
+
+def prometheus_values(settings: Settings) -> dict[str, str]:
+    return {
+        "PROMETHEUS_SELF_TARGET": settings.address("prometheus"),
+        "WSGI_METRICS_TARGET": settings.address("wsgi_metrics"),
+        "ASGI_METRICS_TARGET": settings.address("asgi_metrics"),
+        "NGINX_EXPORTER_TARGET": settings.address("nginx_exporter"),
+        "NODE_EXPORTER_TARGET": settings.address("node_exporter"),
+        "CADVISOR_TARGETS": "[]",
+        "PROMETHEUS_RULES_DIR": str(settings.repo_root / "monitoring" / "prometheus" / "rules"),
+        "PROMETHEUS_TARGETS_DIR": str(settings.targets_dir),
+    }
+
+
+def render_configs(settings: Settings) -> tuple[Path, Path, Path]:
+    """Render nginx and Prometheus configs; returns (nginx.conf, nginx run dir, prometheus.yml)."""
+    run_dir, nginx_values = _prepare_nginx(settings)
+    nginx_conf = settings.config_dir / "nginx.conf"
+    render_file(
+        settings.repo_root / "nginx" / "templates" / "nginx.conf.template", nginx_conf, nginx_values
+    )
+    prometheus_yml = settings.config_dir / "prometheus.yml"
+    render_file(
+        settings.repo_root / "monitoring" / "prometheus" / "prometheus.yml.template",
+        prometheus_yml,
+        prometheus_values(settings),
+    )
+    return nginx_conf, run_dir, prometheus_yml
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """Environment of both Python services; worker counts etc. pass through from the user."""
+    env = {
+        key: value
+        for key, value in settings.environ.items()
+        if not key.startswith(("PROMETHEUS_MULTIPROC_DIR", "STATE_DIR"))
+    }
+    env.update(
+        {
+            "WSGI_BIND": settings.address("wsgi"),
+            "WSGI_METRICS_BIND": settings.address("wsgi_metrics"),
+            "ASGI_BIND": settings.address("asgi"),
+            "ASGI_METRICS_BIND": settings.address("asgi_metrics"),
+            "FORWARDED_ALLOW_IPS": "127.0.0.1",
+            "CHAT_BUS_DIR": str(settings.state_dir / "chat-bus"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def components(settings: Settings) -> list[Component]:
+    """Every process of the native stack, in start order."""
+    nginx_conf, nginx_run_dir, prometheus_yml = render_configs(settings)
+    bin_dir = Path(sys.executable).parent
+    env = service_env(settings)
+    metrics_root = settings.state_dir / "multiproc"
+    plain_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    return [
+        Component(
+            name="flask",
+            argv=[
+                str(bin_dir / "gunicorn"),
+                "-c",
+                str(settings.repo_root / "services" / "flask_app" / "gunicorn.conf.py"),
+            ],
+            health_url=settings.url("wsgi", "/healthz"),
+            port_names=("wsgi", "wsgi_metrics"),
+            env={**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_root / "flask")},
+        ),
+        Component(
+            name="fastapi",
+            argv=[sys.executable, "-m", "fastapi_app.serve"],
+            health_url=settings.url("asgi", "/healthz"),
+            port_names=("asgi", "asgi_metrics"),
+            env={**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_root / "fastapi")},
+        ),
+        Component(
+            name="nginx",
+            argv=[
+                find_program("nginx"),
+                "-p",
+                str(nginx_run_dir),
+                "-e",
+                str(settings.logs_dir / "nginx-error.log"),
+                "-c",
+                str(nginx_conf),
+                "-g",
+                "daemon off;",
+            ],
+            health_url=settings.url("nginx_status", "/healthz"),
+            port_names=("public", "nginx_status"),
+            env=plain_env,
+        ),
+        Component(
+            name="nginx-exporter",
+            argv=[
+                find_program("prometheus-nginx-exporter"),
+                f"-nginx.scrape-uri={settings.url('nginx_status', '/stub_status')}",
+                f"-web.listen-address={settings.address('nginx_exporter')}",
+            ],
+            health_url=settings.url("nginx_exporter", "/metrics"),
+            port_names=("nginx_exporter",),
+            env=plain_env,
+        ),
+        Component(
+            name="node-exporter",
+            argv=[
+                find_program("prometheus-node-exporter"),
+                f"--web.listen-address={settings.address('node_exporter')}",
+                # The textfile collector's Debian default dir may not exist outside systemd.
+                "--no-collector.textfile",
+            ],
+            health_url=settings.url("node_exporter", "/metrics"),
+            port_names=("node_exporter",),
+            env=plain_env,
+        ),
+        Component(
+            name="prometheus",
+            argv=[
+                find_program("prometheus"),
+                f"--config.file={prometheus_yml}",
+                f"--storage.tsdb.path={settings.state_dir / 'prometheus-data'}",
+                "--storage.tsdb.retention.time=2d",
+                f"--web.listen-address={settings.address('prometheus')}",
+            ],
+            health_url=settings.url("prometheus", "/-/ready"),
+            port_names=("prometheus",),
+            env=plain_env,
+        ),
+    ]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _alive(component: Component, settings: Settings) -> bool:
+    return processes.is_alive(processes.read_pid(component.pid_path(settings)))
+
+
+Printer = Callable[[str], None]
+
+
+def up(settings: Settings, say: Printer = print) -> None:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.targets_dir.mkdir(parents=True, exist_ok=True)
+    for program in SYSTEM_PROGRAMS:
+        find_program(program)
+    stack = components(settings)
+    started: list[Component] = []
+    for component in stack:
+        if _alive(component, settings):
+            say(f"  {component.name:<15} already running")
+            continue
+        for port_name in component.port_names:
+            port = settings.ports[port_name]
+            if processes.port_in_use("127.0.0.1", port):
+                raise NativeStackError(
+                    f"port {port} ({port_name}, needed by {component.name}) is already in use by: "
+                    f"{processes.listener_of(port)}. Stop it, or run `make down` if it is ours."
+                )
+        if component.name in ("flask", "fastapi"):
+            Path(component.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+            Path(component.env["CHAT_BUS_DIR"]).mkdir(parents=True, exist_ok=True)
+        pid = processes.spawn(
+            component.argv,
+            env=component.env,
+            log_path=component.log_path(settings),
+            cwd=settings.repo_root,
+        )
+        processes.write_pid(component.pid_path(settings), pid)
+        started.append(component)
+        say(f"  {component.name:<15} started (pid {pid})")
+    _wait_healthy(stack, settings, say)
+    _wait_targets_up(settings, say)
+
+
+def _wait_healthy(stack: list[Component], settings: Settings, say: Printer) -> None:
+    pending = {component.name: component for component in stack}
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while pending:
+        for name, component in list(pending.items()):
+            if not _alive(component, settings):
+                log = component.log_path(settings)
+                raise NativeStackError(
+                    f"{name} exited during start-up. Last lines of {log}:\n{_tail(log, 15)}"
+                )
+            if _healthy(component.health_url):
+                say(f"  {name:<15} healthy  {component.health_url}")
+                del pending[name]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            names = ", ".join(pending)
+            raise NativeStackError(
+                f"not healthy after {HEALTH_TIMEOUT_S:.0f} s: {names}; see `make logs`"
+            )
+        time.sleep(0.25)
+
+
+def prometheus_targets(settings: Settings) -> list[dict]:
+    url = settings.url("prometheus", "/api/v1/targets?state=active")
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)["data"]["activeTargets"]
+
+
+def _wait_targets_up(settings: Settings, say: Printer) -> None:
+    deadline = time.monotonic() + TARGETS_UP_TIMEOUT_S
+    down: list[str] = []
+    while time.monotonic() < deadline:
+        try:
+            targets = prometheus_targets(settings)
+        except (urllib.error.URLError, OSError, KeyError, ValueError):
+            targets = []
+        down = [t["labels"]["job"] for t in targets if t["health"] != "up"]
+        if targets and not down:
+            say(f"  prometheus      every target up ({len(targets)} targets)")
+            return
+        time.sleep(1)
+    say(f"  WARNING: Prometheus targets not up yet: {', '.join(down) or 'none discovered'}")
+
+
+def down(settings: Settings, say: Printer = print) -> None:
+    names = [path.stem for path in sorted(settings.pids_dir.glob("*.pid"))]
+    order = ["prometheus", "node-exporter", "nginx-exporter", "nginx", "fastapi", "flask"]
+    for name in sorted(names, key=lambda n: order.index(n) if n in order else -1):
+        pid_path = settings.pids_dir / f"{name}.pid"
+        record = processes.read_pid(pid_path)
+        if processes.is_alive(record):
+            killed = processes.stop_group(record, grace_s=STOP_GRACE_S)
+            say(f"  {name:<15} stopped" + (" (killed after grace period)" if killed else ""))
+        else:
+            say(f"  {name:<15} was not running")
+        pid_path.unlink(missing_ok=True)
+    busy = [
+        f"{port} ({name})"
+        for name, port in settings.ports.items()
+        if name != "locust_metrics" and processes.port_in_use("127.0.0.1", port)
+    ]
+    if busy:
+        raise NativeStackError(f"ports still in use after stopping: {', '.join(busy)}")
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    running: bool
+    healthy: bool
+    url: str
+
+
+def status(settings: Settings) -> list[ComponentStatus]:
+    rows = []
+    for name, port_name, path in STATUS_PROBES:
+        record = processes.read_pid(settings.pids_dir / f"{name}.pid")
+        running = processes.is_alive(record)
+        url = settings.url(port_name, path)
+        rows.append(
+            ComponentStatus(
+                name=name,
+                pid=record.pid if record and running else None,
+                running=running,
+                healthy=running and _healthy(url),
+                url=url,
+            )
+        )
+    return rows
+
+
+STATUS_PROBES: list[tuple[str, str, str]] = [
+    ("flask", "wsgi", "/healthz"),
+    ("fastapi", "asgi", "/healthz"),
+    ("nginx", "nginx_status", "/healthz"),
+    ("nginx-exporter", "nginx_exporter", "/metrics"),
+    ("node-exporter", "node_exporter", "/metrics"),
+    ("prometheus", "prometheus", "/-/ready"),
+]
+
+
+def log_files(settings: Settings) -> list[Path]:
+    return sorted(settings.logs_dir.glob("*.log"))
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def tail(path: Path, lines: int) -> str:
+    return _tail(path, lines)

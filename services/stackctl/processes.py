@@ -1,0 +1,127 @@
+"""Start, find and stop the processes of the stack, with pid files that survive pid reuse."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PidRecord:
+    pid: int
+    start_ticks: int
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The kernel's start time of ``pid``, which tells a live process from a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces; the fields after its closing paren are fixed.
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[19])
+
+
+def write_pid(path: Path, pid: int) -> None:
+    ticks = _start_ticks(pid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{pid} {ticks or 0}\n")
+
+
+def read_pid(path: Path) -> PidRecord | None:
+    try:
+        pid_text, ticks_text = path.read_text().split()
+        return PidRecord(int(pid_text), int(ticks_text))
+    except (OSError, ValueError):
+        return None
+
+
+def is_alive(record: PidRecord | None) -> bool:
+    if record is None:
+        return False
+    ticks = _start_ticks(record.pid)
+    if ticks is None or ticks != record.start_ticks:
+        return False
+    # A zombie has exited; only its parent has not collected it yet.
+    with contextlib.suppress(OSError):
+        state = Path(f"/proc/{record.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    return False
+
+
+def spawn(argv: list[str], *, env: dict[str, str], log_path: Path, cwd: Path) -> int:
+    """Start a detached process in its own session (so its whole group can be signalled)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return process.pid
+
+
+def stop_group(record: PidRecord, *, grace_s: float) -> bool:
+    """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL. True if it had to kill."""
+    if not is_alive(record):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        _reap(record.pid)
+        if not is_alive(record) and not _group_exists(record.pid):
+            return False
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(record.pid, signal.SIGKILL)
+    for _ in range(50):
+        _reap(record.pid)
+        if not _group_exists(record.pid):
+            break
+        time.sleep(0.1)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid`` if it is our own child, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+def listener_of(port: int) -> str:
+    """Best effort: which process listens on ``port`` (for error messages)."""
+    try:
+        result = subprocess.run(
+            ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown process"
+    return result.stdout.strip() or "unknown process"

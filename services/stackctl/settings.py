@@ -1,0 +1,96 @@
+"""Addresses and paths of one native stack.
+
+Two profiles share the same layout: ``default`` (what ``make up`` runs) and ``test`` (what
+``make test`` starts, on ports 10000 higher, so a running demo and the test suite never collide).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+BASE_PORTS: dict[str, int] = {
+    "public": 8080,
+    "nginx_status": 8081,
+    "wsgi": 8001,
+    "asgi": 8002,
+    "wsgi_metrics": 9101,
+    "asgi_metrics": 9102,
+    "prometheus": 9090,
+    "nginx_exporter": 9113,
+    "node_exporter": 9100,
+    "locust_metrics": 9646,
+}
+PROFILE_PORT_OFFSETS: dict[str, int] = {"default": 0, "test": 10000}
+# Only the two ports a user looks at may be moved from the environment, like in Docker mode.
+PORT_OVERRIDES: dict[str, str] = {"public": "HTTP_PORT", "prometheus": "PROMETHEUS_PORT"}
+HOST = "127.0.0.1"
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str
+    ports: dict[str, int]
+    state_dir: Path
+    repo_root: Path = REPO_ROOT
+    environ: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def address(self, name: str) -> str:
+        return f"{HOST}:{self.ports[name]}"
+
+    def url(self, name: str, path: str = "") -> str:
+        return f"http://{self.address(name)}{path}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def pids_dir(self) -> Path:
+        return self.state_dir / "pids"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.state_dir / "config"
+
+    @property
+    def targets_dir(self) -> Path:
+        """Prometheus file-discovery directory (Locust registers itself here while it runs)."""
+        return self.state_dir / "prometheus-targets"
+
+
+def load_settings(profile: str = "default", environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    if profile not in PROFILE_PORT_OFFSETS:
+        known = ", ".join(PROFILE_PORT_OFFSETS)
+        raise SettingsError(f"unknown profile {profile!r}; expected one of: {known}")
+    offset = PROFILE_PORT_OFFSETS[profile]
+    ports = {name: port + offset for name, port in BASE_PORTS.items()}
+    if profile == "default":
+        for name, variable in PORT_OVERRIDES.items():
+            if env.get(variable):
+                ports[name] = _parse_port(variable, env[variable])
+    taken: dict[int, str] = {}
+    for name, port in ports.items():
+        if port in taken:
+            raise SettingsError(f"{name} and {taken[port]} would both listen on port {port}")
+        taken[port] = name
+    state_dir = Path(env.get("STATE_DIR") or REPO_ROOT / ".run" / profile).resolve()
+    return Settings(profile=profile, ports=ports, state_dir=state_dir, environ=env)
+
+
+def _parse_port(variable: str, raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SettingsError(f"{variable} must be a port number, got {raw!r}") from None
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"{variable} must be between 1 and 65535, got {port}")
+    return port

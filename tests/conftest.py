@@ -1,0 +1,109 @@
+"""Shared fixtures. `stack` starts the real native stack (profile `test`: ports 18080, ...)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stackctl.settings import REPO_ROOT, Settings, load_settings
+
+STACK_START_TIMEOUT_S = 180
+
+
+@dataclass(frozen=True)
+class StackHandle:
+    settings: Settings
+
+    @property
+    def public_url(self) -> str:
+        return self.settings.url("public")
+
+    @property
+    def ws_url(self) -> str:
+        return self.public_url.replace("http://", "ws://", 1)
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.settings.url("prometheus")
+
+    @property
+    def wsgi_metrics_url(self) -> str:
+        return self.settings.url("wsgi_metrics", "/metrics")
+
+    @property
+    def asgi_metrics_url(self) -> str:
+        return self.settings.url("asgi_metrics", "/metrics")
+
+    @property
+    def nginx_status_url(self) -> str:
+        return self.settings.url("nginx_status", "/stub_status")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.state_dir
+
+    @property
+    def targets_dir(self) -> Path:
+        return self.settings.targets_dir
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.settings.logs_dir
+
+    def query(self, expr: str) -> list:
+        """Instant query against the stack's Prometheus; returns the result vector."""
+        url = f"{self.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.load(response)
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def wait_for(self, expr: str, ready: Callable[[list], bool], timeout_s: float = 30.0) -> list:
+        deadline = time.monotonic() + timeout_s
+        result: list = []
+        while time.monotonic() < deadline:
+            result = self.query(expr)
+            if ready(result):
+                return result
+            time.sleep(1)
+        raise AssertionError(f"{expr!r} not ready after {timeout_s} s; last result: {result}")
+
+
+def stackctl(*args: str, timeout: float = STACK_START_TIMEOUT_S) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stackctl", "--stack", "native", "--profile", "test", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[StackHandle]:
+    settings = load_settings("test")
+    # A stack left over by an interrupted run would hold the ports; stop it first.
+    stackctl("down", timeout=120)
+    started = stackctl("up")
+    if started.returncode != 0:
+        logs = stackctl("logs", "--lines", "30", timeout=30).stdout
+        stackctl("down", timeout=120)
+        pytest.fail(
+            f"native test stack did not start:\n{started.stdout}\n{started.stderr}\n{logs}",
+            pytrace=False,
+        )
+    try:
+        yield StackHandle(settings)
+    finally:
+        stopped = stackctl("down", timeout=120)
+        assert stopped.returncode == 0, f"make down failed:\n{stopped.stdout}\n{stopped.stderr}"

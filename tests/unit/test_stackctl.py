@@ -1,0 +1,105 @@
+"""The stack controller's pieces that need no running stack: rendering, settings, pid files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stackctl import processes
+from stackctl.render import MissingVariablesError, main, placeholders, render_text
+from stackctl.settings import SettingsError, load_settings
+
+
+def test_render_replaces_only_upper_case_placeholders():
+    text = "listen ${PORT}; proxy_set_header Host $host; rewrite ^(.*)$ $1; ${lower}"
+    assert render_text(text, {"PORT": "8080"}) == (
+        "listen 8080; proxy_set_header Host $host; rewrite ^(.*)$ $1; ${lower}"
+    )
+
+
+def test_render_refuses_to_leave_a_placeholder_empty():
+    with pytest.raises(MissingVariablesError) as missing:
+        render_text("a ${ONE} b ${TWO} c ${ONE}", {"TWO": "2"}, source="x.template")
+    assert missing.value.names == ["ONE"]
+    assert "x.template" in str(missing.value) and "ONE" in str(missing.value)
+
+
+def test_render_allows_an_explicitly_empty_value():
+    assert render_text("user ${DIRECTIVE};", {"DIRECTIVE": ""}) == "user ;"
+
+
+def test_render_cli_writes_files_and_reports_missing_values(tmp_path, capsys, monkeypatch):
+    template = tmp_path / "a.template"
+    template.write_text("port ${GL_TEST_PORT}\n")
+    output = tmp_path / "out" / "a.conf"
+    monkeypatch.setenv("GL_TEST_PORT", "1234")
+    assert main([str(template), str(output)]) == 0
+    assert output.read_text() == "port 1234\n"
+    monkeypatch.delenv("GL_TEST_PORT")
+    assert main([str(template), str(tmp_path / "b.conf")]) == 1
+    assert "GL_TEST_PORT" in capsys.readouterr().err
+    assert not (tmp_path / "b.conf").exists()
+    assert main([str(template)]) == 2
+
+
+def test_placeholders_lists_names():
+    assert placeholders("${A} ${B_2} $c ${d}") == {"A", "B_2"}
+
+
+def test_test_profile_moves_every_port_away_from_the_default_one():
+    default = load_settings("default", {})
+    test = load_settings("test", {})
+    assert set(default.ports.values()).isdisjoint(test.ports.values())
+    assert test.ports["public"] == 18080
+    assert test.state_dir.name == "test"
+
+
+def test_port_overrides_are_validated():
+    assert load_settings("default", {"HTTP_PORT": "8088"}).ports["public"] == 8088
+    with pytest.raises(SettingsError, match="HTTP_PORT must be a port number"):
+        load_settings("default", {"HTTP_PORT": "eighty"})
+    with pytest.raises(SettingsError, match="between 1 and 65535"):
+        load_settings("default", {"PROMETHEUS_PORT": "70000"})
+    with pytest.raises(SettingsError, match="both listen on port 8081"):
+        load_settings("default", {"HTTP_PORT": "8081"})
+    with pytest.raises(SettingsError, match="unknown profile"):
+        load_settings("staging", {})
+
+
+def test_pid_file_tells_a_live_process_from_a_reused_pid(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        pid_file = tmp_path / "child.pid"
+        processes.write_pid(pid_file, child.pid)
+        record = processes.read_pid(pid_file)
+        assert processes.is_alive(record)
+        # Same pid, different start time: a different process that reused the number.
+        assert not processes.is_alive(processes.PidRecord(record.pid, record.start_ticks + 1))
+    finally:
+        child.kill()
+        child.wait()
+    assert not processes.is_alive(record)
+    assert processes.read_pid(tmp_path / "missing.pid") is None
+
+
+def test_stop_group_terminates_the_whole_process_group(tmp_path):
+    log = tmp_path / "group.log"
+    script = (
+        "import subprocess, sys, time; "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+    )
+    pid = processes.spawn(
+        [sys.executable, "-c", script], env=dict(os.environ), log_path=log, cwd=tmp_path
+    )
+    pid_file = tmp_path / "group.pid"
+    processes.write_pid(pid_file, pid)
+    record = processes.read_pid(pid_file)
+    assert processes.is_alive(record)
+    killed = processes.stop_group(record, grace_s=5)
+    assert not killed
+    assert not processes.is_alive(record)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
