@@ -35,7 +35,34 @@ def compose(settings: Settings, *args: str) -> int:
     return subprocess.run(command, cwd=settings.repo_root, stdin=subprocess.DEVNULL).returncode
 
 
+def missing_required_settings(settings: Settings) -> list[str]:
+    """Variables the compose file requires (no default on purpose) that neither env nor .env set."""
+    env_file = settings.repo_root / ".env"
+    from_file: dict[str, str] = {}
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and not name.lstrip().startswith("#"):
+                from_file[name.strip()] = value.strip()
+    return [
+        name
+        for name in REQUIRED_SETTINGS
+        if not (settings.environ.get(name) or from_file.get(name))
+    ]
+
+
+# Secrets get no default anywhere; compose refuses to start without them.
+REQUIRED_SETTINGS = ("GRAFANA_ADMIN_PASSWORD",)
+
+
 def up(settings: Settings) -> int:
+    missing = missing_required_settings(settings)
+    if missing:
+        print(
+            f"Docker mode needs {', '.join(missing)}: copy .env.example to .env and set "
+            "them (there is no default secret), or run STACK=native make up."
+        )
+        return 2
     return compose(settings, "up", "--build", "--wait", "--detach")
 
 

@@ -224,6 +224,7 @@ def components(settings: Settings) -> list[Component]:
                 f"--web.listen-address={settings.address('node_exporter')}",
                 # The textfile collector's Debian default dir may not exist outside systemd.
                 "--no-collector.textfile",
+                "--no-collector.systemd",
             ],
             health_url=settings.url("node_exporter", "/metrics"),
             port_names=("node_exporter",),
