@@ -1,0 +1,323 @@
+"""FastAPI service (ASGI, served by Uvicorn): the contract's HTTP surface plus WebSockets.
+
+Query parameters are declared as optional strings so OpenAPI documents them, but the
+values are checked by `gateway_common.validation` (the Flask service uses the same code,
+so both answer with the same codes and messages). Every error, FastAPI's own included,
+is rendered in the contract's error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette._utils import get_route_path
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.websockets import WebSocketDisconnect
+
+from fastapi_app.middleware import ObservabilityMiddleware
+from fastapi_app.settings import AsgiSettings, load_asgi_settings
+from gateway_common import responses, validation, workload
+from gateway_common.chat_bus import ChatBus, Member, MessageTooLarge
+from gateway_common.errors import (
+    ApiError,
+    code_for_status,
+    method_not_allowed_error,
+    not_found_error,
+)
+
+SERVICE = "fastapi"
+INTERFACE = "asgi"
+
+# WebSocket close codes (RFC 6455).
+WS_UNSUPPORTED_DATA = 1003
+WS_POLICY_VIOLATION = 1008
+WS_MESSAGE_TOO_BIG = 1009
+WS_MAX_MESSAGE_BYTES = 64 * 1024  # uvicorn's ws_max_size enforces it too; this covers tests
+
+logger = logging.getLogger(__name__)
+
+MsParam = Annotated[str | None, Query(description="milliseconds to wait, 0 to 10000")]
+
+
+def _identity(settings: AsgiSettings) -> responses.ServiceIdentity:
+    return responses.ServiceIdentity(
+        service=SERVICE,
+        server="uvicorn",
+        interface=INTERFACE,
+        workers=settings.workers,
+        worker_class="uvicorn",
+        threads=1,  # one event loop thread per worker
+    )
+
+
+def _error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.to_body(), status_code=error.status, headers=headers)
+
+
+def create_app() -> FastAPI:
+    settings = load_asgi_settings()
+    identity = _identity(settings)
+    bus = ChatBus(settings.chat_bus_dir)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await bus.start()
+        try:
+            yield
+        finally:
+            await bus.stop()
+
+    app = FastAPI(
+        title="gateway-lab FastAPI service",
+        version="0.1.0",
+        summary="The ASGI half of gateway-lab; see docs/architecture.md.",
+        lifespan=lifespan,
+    )
+    app.state.chat_bus = bus
+    app.add_middleware(ObservabilityMiddleware, service=SERVICE, interface=INTERFACE)
+    _register_error_handlers(app)
+    _register_http_routes(app, identity)
+    _register_websocket_routes(app, bus)
+    return app
+
+
+def _register_error_handlers(app: FastAPI) -> None:
+    # 500s are answered by ObservabilityMiddleware, which also adds the request id.
+
+    @app.exception_handler(ApiError)
+    async def handle_api_error(_request: Request, error: ApiError) -> JSONResponse:
+        return _error_response(error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def handle_http_exception(
+        request: Request, error: StarletteHTTPException
+    ) -> JSONResponse:
+        path = get_route_path(request.scope)
+        if error.status_code == 404:
+            return _error_response(not_found_error(request.method, path))
+        if error.status_code == 405:
+            return _error_response(method_not_allowed_error(request.method, path), error.headers)
+        status = error.status_code
+        return _error_response(ApiError(status, code_for_status(status), str(error.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def handle_validation_error(
+        _request: Request, error: RequestValidationError
+    ) -> JSONResponse:
+        # Our parameters are optional strings, so this is rare; keep the contract shape.
+        first = error.errors()[0] if error.errors() else {}
+        location = [str(part) for part in first.get("loc", ())]
+        field = location[-1] if len(location) > 1 else None
+        message = str(first.get("msg", "invalid request"))
+        if location and location[0] in ("query", "path", "header"):
+            return _error_response(ApiError(400, "invalid_parameter", message, field))
+        return _error_response(ApiError(422, "invalid_body", message, field))
+
+
+async def _read_body(request: Request) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds the contract's bound."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit():
+        validation.check_body_size(int(declared))
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        validation.check_body_size(received)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _register_http_routes(app: FastAPI, identity: responses.ServiceIdentity) -> None:
+    # Handlers read `request.query_params.getlist(...)`: the declared parameters are for
+    # the OpenAPI document; repeats must be seen to be refused like Flask does.
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return responses.health(identity)
+
+    @app.get("/hello")
+    async def hello() -> dict[str, Any]:
+        return responses.hello(identity)
+
+    @app.get("/io", summary="Wait with asyncio.sleep (does not block the event loop)")
+    async def io(request: Request, ms: MsParam = None) -> dict[str, Any]:
+        wait_ms = validation.io_ms(request.query_params.getlist("ms"))
+        waited_ms = await workload.async_wait(wait_ms)
+        return responses.io_result(identity, wait_ms, waited_ms, mode="asyncio.sleep")
+
+    @app.get("/io/blocking", summary="time.sleep inside async def: stalls the event loop")
+    async def io_blocking(request: Request, ms: MsParam = None) -> dict[str, Any]:
+        wait_ms = validation.io_ms(request.query_params.getlist("ms"))
+        waited_ms = workload.blocking_wait(wait_ms)  # the anti-pattern, on purpose
+        return responses.io_result(identity, wait_ms, waited_ms, mode="time.sleep")
+
+    @app.get("/io/threadpool", summary="time.sleep in a plain def, run in the threadpool")
+    def io_threadpool(request: Request, ms: MsParam = None) -> dict[str, Any]:
+        wait_ms = validation.io_ms(request.query_params.getlist("ms"))
+        waited_ms = workload.blocking_wait(wait_ms)
+        return responses.io_result(identity, wait_ms, waited_ms, mode="time.sleep (threadpool)")
+
+    @app.get("/cpu", summary="Pure-Python CPU loop (holds the event loop while it runs)")
+    async def cpu(
+        request: Request,
+        n: Annotated[str | None, Query(description="iterations, 1 to 5000000")] = None,
+    ) -> dict[str, Any]:
+        iterations = validation.cpu_n(request.query_params.getlist("n"))
+        started = time.perf_counter()
+        result = workload.cpu_work(iterations)
+        return responses.cpu_result(identity, iterations, result, workload.elapsed_ms(started))
+
+    @app.get("/stream", summary="Server-sent events", response_class=StreamingResponse)
+    async def stream(
+        request: Request,
+        events: Annotated[str | None, Query(description="events, 1 to 100")] = None,
+        interval_ms: Annotated[
+            str | None,
+            Query(description="ms between events, 0 to 5000; events x interval <= 60000"),
+        ] = None,
+    ) -> StreamingResponse:
+        params = validation.stream_params(
+            request.query_params.getlist("events"), request.query_params.getlist("interval_ms")
+        )
+
+        async def generate() -> AsyncIterator[str]:
+            for seq in range(1, params.events + 1):
+                yield responses.sse_tick(identity, seq, params.events)
+                if seq < params.events:
+                    await asyncio.sleep(params.interval_ms / 1000)
+            yield responses.sse_end(identity, params.events)
+
+        return StreamingResponse(
+            generate(), media_type=responses.SSE_MEDIA_TYPE, headers=responses.SSE_HEADERS
+        )
+
+    @app.post(
+        "/echo",
+        summary="Validate and echo a JSON document",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["message"],
+                            "properties": {
+                                "message": {"type": "string", "minLength": 1, "maxLength": 1000},
+                                "tags": {
+                                    "type": "array",
+                                    "maxItems": 10,
+                                    "items": {"type": "string", "minLength": 1, "maxLength": 32},
+                                },
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def echo(request: Request) -> dict[str, Any]:
+        content_type = request.headers.get("content-type")
+        validation.check_json_content_type(content_type)
+        body = await _read_body(request)
+        document = validation.echo_body(content_type, body)
+        return responses.echo_result(identity, document)
+
+
+def _too_big(message: dict[str, Any]) -> bool:
+    text, data = message.get("text"), message.get("bytes")
+    size = len(text.encode("utf-8")) if text is not None else len(data or b"")
+    return size > WS_MAX_MESSAGE_BYTES
+
+
+def _register_websocket_routes(app: FastAPI, bus: ChatBus) -> None:
+    @app.websocket("/ws/echo")
+    async def ws_echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if _too_big(message):
+                await websocket.close(WS_MESSAGE_TOO_BIG, "message too big")
+                return
+            if message.get("text") is not None:
+                await websocket.send_text(message["text"])
+            else:
+                await websocket.send_bytes(message.get("bytes") or b"")
+
+    @app.websocket("/ws/chat")
+    async def ws_chat(websocket: WebSocket) -> None:
+        try:
+            room = validation.chat_room(websocket.query_params.getlist("room"))
+        except ApiError as error:
+            await _refuse_handshake(websocket, error)
+            return
+        await websocket.accept()
+        member_id = uuid.uuid4().hex[:12]
+        member = bus.join(room)
+        sender: asyncio.Task[None] | None = None
+        try:
+            await websocket.send_text(json.dumps({"type": "joined", "room": room, "id": member_id}))
+            sender = asyncio.create_task(_forward_room_messages(websocket, member))
+            close_code = await _receive_chat_messages(websocket, bus, room, member_id)
+        except WebSocketDisconnect:
+            close_code = None
+        finally:
+            bus.leave(member)
+            if sender is not None:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+        if close_code is not None:
+            await websocket.close(close_code)
+
+
+async def _refuse_handshake(websocket: WebSocket, error: ApiError) -> None:
+    """403 with the contract's error body where the server supports it, else a plain 403."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(_error_response(error))
+    else:
+        await websocket.close(WS_POLICY_VIOLATION)
+
+
+async def _forward_room_messages(websocket: WebSocket, member: Member) -> None:
+    while True:
+        text = await member.queue.get()
+        await websocket.send_text(text)
+
+
+async def _receive_chat_messages(
+    websocket: WebSocket, bus: ChatBus, room: str, member_id: str
+) -> int | None:
+    """Publish each text message; return the close code to send, None on client close."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        if message.get("text") is None:
+            return WS_UNSUPPORTED_DATA
+        if _too_big(message):
+            return WS_MESSAGE_TOO_BIG
+        envelope = {
+            "type": "message",
+            "room": room,
+            "from": member_id,
+            "text": message["text"],
+            "sent_at": time.time(),
+        }
+        try:
+            bus.publish(envelope)
+        except MessageTooLarge:
+            return WS_MESSAGE_TOO_BIG

@@ -1,0 +1,164 @@
+"""Pure ASGI middleware: request id, metrics and the JSON request log.
+
+Not `BaseHTTPMiddleware`: that one buffers through an extra task and breaks streaming.
+The route label is the matched route's path template, found with the router's own
+`matches()` before the request runs, so the in-progress gauge has the final label.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from starlette._utils import get_route_path
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway_common import metrics
+from gateway_common.errors import internal_error
+from gateway_common.logging import log_request
+from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id
+
+logger = logging.getLogger(__name__)
+
+
+def route_template(scope: Scope) -> str:
+    """The path template of the route that fully matches `scope`, else `<unmatched>`."""
+    app = scope.get("app")
+    router = getattr(app, "router", None)
+    for route in getattr(router, "routes", ()):
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return str(route.path)
+    return metrics.UNMATCHED_ROUTE
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, *, service: str, interface: str) -> None:
+        self.app = app
+        self.service = service
+        self.interface = interface
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = resolve_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        method = scope["method"]
+        is_head = method == "HEAD"
+        if is_head:
+            # FastAPI routes answer only their declared methods; Flask (like HTTP itself)
+            # serves HEAD as GET without a body. Do the same here (a copy: the server's
+            # scope must keep HEAD, so it also sends no body).
+            scope = {**scope, "method": "GET"}
+        route = route_template(scope)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            elif is_head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        metrics.request_started(self.service, self.interface, method, route)
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            # Unhandled: answer with the contract's 500 here (inside, it would lack the
+            # request id); once the response has started there is nothing left to fix.
+            logger.exception("unhandled error", extra={"fields": {"request_id": request_id}})
+            status = 500
+            if response_started:
+                raise
+            await self._send_internal_error(send, request_id)
+        finally:
+            duration_s = time.perf_counter() - started
+            metrics.request_finished(
+                self.service, self.interface, method, route, status, duration_s
+            )
+            log_request(
+                service=self.service,
+                request_id=request_id,
+                method=method,
+                path=get_route_path(scope),
+                route=route,
+                status=status,
+                duration_ms=round(duration_s * 1000, 3),
+            )
+
+    @staticmethod
+    async def _send_internal_error(send: Send, request_id: str) -> None:
+        error = internal_error()
+        body = json.dumps(error.to_body(), separators=(",", ":")).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (REQUEST_ID_HEADER.lower().encode(), request_id.encode()),
+        ]
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Connection gauge, message counters, and one log line per WebSocket session.
+
+        The logged status is the handshake's: 101 accepted, 403 (or the denial's) refused.
+        """
+        request_id = resolve_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        route = route_template(scope)
+        started = time.perf_counter()
+        status = 403  # closing before accepting refuses the handshake with 403
+        accepted = False
+        labels = (self.service, self.interface, route)
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                metrics.websocket_message(*labels, "in")
+            return message
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status, accepted
+            message_type = message["type"]
+            if message_type == "websocket.accept":
+                headers: list[Any] = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+                message = {**message, "headers": headers}
+            elif message_type == "websocket.http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+            if message_type == "websocket.accept":
+                status, accepted = 101, True
+                metrics.websocket_opened(*labels)
+            elif message_type == "websocket.send":
+                metrics.websocket_message(*labels, "out")
+
+        try:
+            await self.app(scope, counting_receive, counting_send)
+        finally:
+            if accepted:
+                metrics.websocket_closed(*labels)
+            duration_s = time.perf_counter() - started
+            log_request(
+                service=self.service,
+                request_id=request_id,
+                method="GET",
+                path=get_route_path(scope),
+                route=route,
+                status=status,
+                duration_ms=round(duration_s * 1000, 3),
+            )

@@ -1,0 +1,87 @@
+"""Launcher of the FastAPI service: `python -m fastapi_app.serve`.
+
+Checks the environment, prepares the metrics and chat directories, serves the
+aggregated metrics from this (supervisor) process, then hands over to uvicorn, which
+spawns the workers. Uvicorn's workers are *spawned*, not forked: they import the app
+fresh, so nothing here leaks into them except the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import sys
+
+import uvicorn
+
+from fastapi_app.settings import AsgiSettings, load_asgi_settings
+from gateway_common.chat_bus import SOCKET_GLOB
+from gateway_common.logging import log_config_dict
+from gateway_common.settings import ConfigError
+
+APP_FACTORY = "fastapi_app.app:create_app"
+WS_MAX_MESSAGE_BYTES = 64 * 1024
+GRACEFUL_SHUTDOWN_S = 30
+
+logger = logging.getLogger("fastapi_app.serve")
+
+
+def _prepare_chat_bus_dir(settings: AsgiSettings) -> None:
+    """Create the directory; drop sockets left by a previous run (their workers are gone)."""
+    assert settings.chat_bus_dir is not None
+    settings.chat_bus_dir.mkdir(parents=True, exist_ok=True)
+    for stale in settings.chat_bus_dir.glob(SOCKET_GLOB):
+        stale.unlink(missing_ok=True)
+
+
+def main() -> int:
+    try:
+        settings = load_asgi_settings(require_chat_bus_dir=True)
+        # Imported here so a missing PROMETHEUS_MULTIPROC_DIR is reported like the others.
+        from gateway_common import metrics
+    except ConfigError as exc:
+        print(f"fastapi_app.serve: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    log_config = log_config_dict("fastapi", settings.log_level)
+    logging.config.dictConfig(log_config)
+
+    metrics.prepare_multiproc_dir()
+    metrics.set_server_gauges("fastapi", "asgi", settings.workers, settings.capacity)
+    _prepare_chat_bus_dir(settings)
+    metrics.serve_metrics(settings.metrics_bind)
+    logger.info(
+        "starting uvicorn",
+        extra={
+            "fields": {
+                "bind": str(settings.bind),
+                "workers": settings.workers,
+                "root_path": settings.root_path,
+            }
+        },
+    )
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        host=settings.bind.host,
+        port=settings.bind.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        timeout_keep_alive=settings.keepalive_s,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        root_path=settings.root_path,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        access_log=False,  # the app logs every request as JSON, with its request id
+        log_config=log_config,
+        log_level=settings.log_level,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Flask service (WSGI, served by Gunicorn): the contract's HTTP surface.
+
+Validation, payloads, errors and metrics come from `gateway_common`, so this service
+and the FastAPI one answer alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from flask_app.settings import WsgiSettings, load_wsgi_settings
+from gateway_common import metrics, responses, validation, workload
+from gateway_common.errors import (
+    ApiError,
+    code_for_status,
+    internal_error,
+    method_not_allowed_error,
+    not_found_error,
+)
+from gateway_common.logging import log_request
+from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id
+
+SERVICE = "flask"
+INTERFACE = "wsgi"
+
+
+def _identity(settings: WsgiSettings) -> responses.ServiceIdentity:
+    return responses.ServiceIdentity(
+        service=SERVICE,
+        server="gunicorn",
+        interface=INTERFACE,
+        workers=settings.workers,
+        worker_class=settings.worker_class,
+        threads=settings.threads,
+    )
+
+
+def _error_response(error: ApiError) -> tuple[Response, int]:
+    return jsonify(error.to_body()), error.status
+
+
+def create_app() -> Flask:
+    settings = load_wsgi_settings()
+    identity = _identity(settings)
+    app = Flask(__name__)
+    # One byte over the contract's bound: werkzeug cuts a chunked body at this limit
+    # without an error, so the view sees "limit + 1" bytes and refuses it itself (413).
+    app.config["MAX_CONTENT_LENGTH"] = validation.MAX_BODY_BYTES + 1
+    # FastAPI answers OPTIONS with 405 too; keep both services alike.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the contract's key order
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # same bytes as FastAPI
+    # Trust X-Forwarded-* from exactly as many proxies as sit in front (nginx: 1).
+    count = settings.proxy_count
+    app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+        app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_prefix=count
+    )
+    _register_observability(app)
+    _register_error_handlers(app)
+    _register_routes(app, identity)
+    return app
+
+
+def _register_observability(app: Flask) -> None:
+    """Request id, metrics and the JSON request log, via request hooks.
+
+    The request is finished in `call_on_close`, which the WSGI server calls after the
+    last body chunk: streamed responses are timed to their end, not to their headers.
+    """
+
+    @app.before_request
+    def start_request() -> None:
+        g.request_id = resolve_request_id(request.headers.get(REQUEST_ID_HEADER))
+        g.route = request.url_rule.rule if request.url_rule else metrics.UNMATCHED_ROUTE
+        g.started = time.perf_counter()
+        g.finish_scheduled = False
+        metrics.request_started(SERVICE, INTERFACE, request.method, g.route)
+
+    @app.after_request
+    def schedule_finish(response: Response) -> Response:
+        if "started" not in g:
+            return response
+        response.headers[REQUEST_ID_HEADER] = g.request_id
+        response.call_on_close(
+            partial(
+                _finish_request,
+                request_id=g.request_id,
+                method=request.method,
+                path=request.path,
+                route=g.route,
+                status=response.status_code,
+                started=g.started,
+            )
+        )
+        g.finish_scheduled = True
+        return response
+
+    @app.teardown_request
+    def finish_if_unscheduled(_exc: BaseException | None) -> None:
+        # after_request does not run when error handling itself failed: count it as a 500.
+        if "started" in g and not g.finish_scheduled:
+            _finish_request(
+                request_id=g.request_id,
+                method=request.method,
+                path=request.path,
+                route=g.route,
+                status=500,
+                started=g.started,
+            )
+
+
+def _finish_request(
+    *, request_id: str, method: str, path: str, route: str, status: int, started: float
+) -> None:
+    duration_s = time.perf_counter() - started
+    metrics.request_finished(SERVICE, INTERFACE, method, route, status, duration_s)
+    log_request(
+        service=SERVICE,
+        request_id=request_id,
+        method=method,
+        path=path,
+        route=route,
+        status=status,
+        duration_ms=round(duration_s * 1000, 3),
+    )
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def handle_api_error(error: ApiError) -> tuple[Response, int]:
+        return _error_response(error)
+
+    @app.errorhandler(InternalServerError)
+    def handle_internal_error(_error: InternalServerError) -> tuple[Response, int]:
+        return _error_response(internal_error())  # Flask has logged the exception already
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(error: HTTPException) -> Any:
+        status = error.code or 500
+        if status == 404:
+            return _error_response(not_found_error(request.method, request.path))
+        if status == 405:
+            response, _ = _error_response(method_not_allowed_error(request.method, request.path))
+            valid_methods = getattr(error, "valid_methods", None)
+            if valid_methods:
+                response.headers["Allow"] = ", ".join(valid_methods)
+            return response, 405
+        if status == 413:
+            return _error_response(validation.payload_too_large_error())
+        message = error.description or error.name
+        return _error_response(ApiError(status, code_for_status(status), message))
+
+
+def _register_routes(app: Flask, identity: responses.ServiceIdentity) -> None:
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return responses.health(identity)
+
+    @app.get("/hello")
+    def hello() -> Any:
+        return responses.hello(identity)
+
+    @app.get("/io")
+    def io() -> Any:
+        ms = validation.io_ms(request.args.getlist("ms"))
+        waited_ms = workload.blocking_wait(ms)
+        return responses.io_result(identity, ms, waited_ms, mode="time.sleep")
+
+    @app.get("/cpu")
+    def cpu() -> Any:
+        n = validation.cpu_n(request.args.getlist("n"))
+        started = time.perf_counter()
+        result = workload.cpu_work(n)
+        return responses.cpu_result(identity, n, result, workload.elapsed_ms(started))
+
+    @app.get("/stream")
+    def stream() -> Response:
+        params = validation.stream_params(
+            request.args.getlist("events"), request.args.getlist("interval_ms")
+        )
+
+        def events() -> Iterator[str]:
+            for seq in range(1, params.events + 1):
+                yield responses.sse_tick(identity, seq, params.events)
+                if seq < params.events:
+                    time.sleep(params.interval_ms / 1000)
+            yield responses.sse_end(identity, params.events)
+
+        return Response(events(), mimetype=responses.SSE_MEDIA_TYPE, headers=responses.SSE_HEADERS)
+
+    @app.post("/echo")
+    def echo() -> Any:
+        validation.check_json_content_type(request.content_type)  # 415 before reading
+        body = request.get_data(cache=False)  # Content-Length over the limit: 413 from werkzeug
+        document = validation.echo_body(request.content_type, body)
+        return responses.echo_result(identity, document)

@@ -1,0 +1,60 @@
+"""Gunicorn settings for the Flask service: every setting lives here, none on a command line.
+
+Start from the repository root (or the image's working dir):
+    gunicorn -c services/flask_app/gunicorn.conf.py
+Values come from the environment (docs/architecture.md); a bad value stops the start with
+a message that names the variable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_app.settings import load_wsgi_settings
+from gateway_common.logging import log_config_dict
+
+# Imports prometheus_client: fails here, before any worker starts, without
+# PROMETHEUS_MULTIPROC_DIR in the environment.
+from gateway_common import metrics  # isort: skip
+
+_settings = load_wsgi_settings()
+
+wsgi_app = "flask_app.app:create_app()"
+bind = [str(_settings.bind)]
+workers = _settings.workers
+threads = _settings.threads
+worker_class = _settings.worker_class
+
+# Idle keep-alive towards nginx; must exceed nginx's upstream keepalive_timeout (60 s).
+# Only gthread keeps connections alive; sync workers close after each response.
+keepalive = _settings.keepalive_s
+# A sync worker that does not answer the arbiter for `timeout` seconds is killed, and a
+# sync worker serving a request does not answer. The longest request the contract
+# allows is a 60 s stream (events x interval_ms <= 60000), so 30 s would kill valid
+# streams: the timeout covers that plus a margin.
+timeout = 90
+graceful_timeout = 30
+
+loglevel = _settings.log_level
+logconfig_dict = log_config_dict("flask", _settings.log_level)
+accesslog = None  # the app logs every request as JSON, with its request id
+
+# Gunicorn >= 25 opens a control socket at a per-user default path, which two instances
+# (native and test stacks) would share; nothing here uses it.
+control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    """Master, before any worker: fresh metrics directory, server gauges."""
+    metrics.prepare_multiproc_dir()
+    metrics.set_server_gauges("flask", "wsgi", _settings.workers, _settings.capacity)
+
+
+def when_ready(server: Any) -> None:
+    """Master, sockets bound: serve the aggregated metrics on their own port."""
+    metrics.serve_metrics(_settings.metrics_bind)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Master, a worker is gone (also when killed): drop its live gauge samples."""
+    metrics.mark_dead(worker.pid)

@@ -1,0 +1,54 @@
+"""Gunicorn/Flask settings from the environment (docs/architecture.md), checked once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway_common.settings import (
+    Bind,
+    ConfigError,
+    env_bind,
+    env_choice,
+    env_int,
+    env_log_level,
+)
+
+WORKER_CLASSES = ("sync", "gthread")
+
+
+@dataclass(frozen=True)
+class WsgiSettings:
+    bind: Bind
+    workers: int
+    threads: int
+    worker_class: str  # effective class: "sync" with threads > 1 runs as "gthread"
+    metrics_bind: Bind
+    proxy_count: int
+    keepalive_s: int
+    log_level: str
+
+    @property
+    def capacity(self) -> int:
+        return self.workers * self.threads
+
+
+def load_wsgi_settings() -> WsgiSettings:
+    workers = env_int("WSGI_WORKERS", 2, 1, 64)
+    threads = env_int("WSGI_THREADS", 1, 1, 256)
+    worker_class = env_choice("WSGI_WORKER_CLASS", "sync", WORKER_CLASSES)
+    if worker_class == "sync" and threads > 1:
+        worker_class = "gthread"  # what gunicorn does too; said explicitly here
+    bind = env_bind("WSGI_BIND", "127.0.0.1:8001")
+    metrics_bind = env_bind("WSGI_METRICS_BIND", "127.0.0.1:9101")
+    if bind == metrics_bind:
+        raise ConfigError(f"WSGI_METRICS_BIND must differ from WSGI_BIND, both are {bind}")
+    return WsgiSettings(
+        bind=bind,
+        workers=workers,
+        threads=threads,
+        worker_class=worker_class,
+        metrics_bind=metrics_bind,
+        proxy_count=env_int("WSGI_PROXY_COUNT", 1, 0, 10),
+        keepalive_s=env_int("BACKEND_KEEPALIVE_S", 75, 1, 3600),
+        log_level=env_log_level(),
+    )

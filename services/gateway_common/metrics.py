@@ -1,0 +1,212 @@
+"""Prometheus metrics of both services, correct with several worker processes.
+
+Multiprocess mode: every process writes its samples to files in
+`PROMETHEUS_MULTIPROC_DIR`; the server's master process serves the aggregate on its own
+port (never on an app route). prometheus_client picks the mode when it is first
+imported, so the variable must be in the environment before Python starts: importing
+this module without it, or after prometheus_client was imported without it, fails.
+
+Dead workers: their live gauge files (`http_requests_in_progress`, `websocket_connections`)
+must be dropped or the gauges keep their last values forever. Gunicorn calls
+`mark_process_dead` from its `child_exit` hook; Uvicorn has no such hook, so the
+collector sweeps the directory before every scrape and marks pids that no longer exist.
+Counters and histograms of dead workers stay (their counts happened).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+from gateway_common.settings import Bind, ConfigError
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+if not os.environ.get(MULTIPROC_DIR_ENV):
+    raise ConfigError(
+        f"{MULTIPROC_DIR_ENV} is not set: set it to a per-service writable directory in the "
+        "environment before the server starts (prometheus_client reads it at import time)"
+    )
+
+from prometheus_client import (  # noqa: E402  (the check above must run first)
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+    values,
+)
+from prometheus_client.multiprocess import (  # noqa: E402
+    MultiProcessCollector,
+    mark_process_dead,
+)
+
+if values.ValueClass is values.MutexValue:
+    raise ConfigError(
+        "prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set, so it runs "
+        "in single-process mode: set the variable in the environment before Python starts"
+    )
+
+logger = logging.getLogger(__name__)
+
+UNMATCHED_ROUTE = "<unmatched>"
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_SERVICE_LABELS = ("service", "interface")
+# Histogram buckets span a cache hit to the longest bounded request (a 60 s stream).
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+http_requests_total = Counter(
+    "http_requests_total",
+    "HTTP requests answered, by route template and status.",
+    [*_SERVICE_LABELS, "method", "route", "status"],
+)
+http_request_duration_seconds = Histogram(
+    "http_request_duration_seconds",
+    "Time from request start to the end of the response body.",
+    [*_SERVICE_LABELS, "method", "route"],
+    buckets=_DURATION_BUCKETS,
+)
+http_requests_in_progress = Gauge(
+    "http_requests_in_progress",
+    "HTTP requests being served now.",
+    [*_SERVICE_LABELS, "method", "route"],
+    multiprocess_mode="livesum",
+)
+server_workers = Gauge(
+    "server_workers",
+    "Worker processes the server was started with.",
+    list(_SERVICE_LABELS),
+    multiprocess_mode="max",
+)
+server_worker_capacity = Gauge(
+    "server_worker_capacity",
+    "Requests the server can run at once (WSGI workers x threads, ASGI event loops).",
+    list(_SERVICE_LABELS),
+    multiprocess_mode="max",
+)
+websocket_connections = Gauge(
+    "websocket_connections",
+    "Open WebSocket connections.",
+    [*_SERVICE_LABELS, "route"],
+    multiprocess_mode="livesum",
+)
+websocket_messages_total = Counter(
+    "websocket_messages_total",
+    "WebSocket messages, in (from clients) and out (to clients).",
+    [*_SERVICE_LABELS, "route", "direction"],
+)
+
+
+def method_label(method: str) -> str:
+    """Bound the label's values: unknown methods are one series, not one each."""
+    upper = method.upper()
+    return upper if upper in _KNOWN_METHODS else "OTHER"
+
+
+def request_started(service: str, interface: str, method: str, route: str) -> None:
+    http_requests_in_progress.labels(service, interface, method_label(method), route).inc()
+
+
+def request_finished(
+    service: str, interface: str, method: str, route: str, status: int, duration_s: float
+) -> None:
+    method = method_label(method)
+    http_requests_in_progress.labels(service, interface, method, route).dec()
+    http_requests_total.labels(service, interface, method, route, str(status)).inc()
+    http_request_duration_seconds.labels(service, interface, method, route).observe(duration_s)
+
+
+def websocket_opened(service: str, interface: str, route: str) -> None:
+    websocket_connections.labels(service, interface, route).inc()
+
+
+def websocket_closed(service: str, interface: str, route: str) -> None:
+    websocket_connections.labels(service, interface, route).dec()
+
+
+def websocket_message(service: str, interface: str, route: str, direction: str) -> None:
+    websocket_messages_total.labels(service, interface, route, direction).inc()
+
+
+def set_server_gauges(service: str, interface: str, workers: int, capacity: int) -> None:
+    """Called in the master, after `prepare_multiproc_dir()`."""
+    server_workers.labels(service, interface).set(workers)
+    server_worker_capacity.labels(service, interface).set(capacity)
+
+
+def multiproc_dir() -> Path:
+    return Path(os.environ[MULTIPROC_DIR_ENV])
+
+
+def prepare_multiproc_dir() -> Path:
+    """Create the directory and wipe samples of a previous run (call in the master at start)."""
+    path = multiproc_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    return path
+
+
+# Files of the live gauge modes (livesum, liveall, ...): what mark_process_dead removes.
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
+
+
+def pids_with_live_gauges(path: Path) -> set[int]:
+    pids: set[int] = set()
+    for file in path.glob("gauge_live*.db"):
+        match = _LIVE_GAUGE_FILE.match(file.name)
+        if match:
+            pids.add(int(match.group(1)))
+    return pids
+
+
+def pid_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def mark_dead(pid: int) -> None:
+    """Drop the live gauge samples of a worker that is gone."""
+    mark_process_dead(pid, str(multiproc_dir()))
+
+
+def sweep_dead_processes(path: Path) -> list[int]:
+    """Mark every pid with live gauge samples in `path` that no longer runs; return them."""
+    dead = sorted(pid for pid in pids_with_live_gauges(path) if not pid_is_alive(pid))
+    for pid in dead:
+        mark_process_dead(pid, str(path))
+    return dead
+
+
+class SweepingMultiProcessCollector(MultiProcessCollector):
+    """MultiProcessCollector that first marks dead workers (Uvicorn has no child_exit hook)."""
+
+    def collect(self) -> Iterable[Any]:
+        dead = sweep_dead_processes(Path(self._path))
+        if dead:
+            logger.info("marked dead worker pids in metrics", extra={"fields": {"pids": dead}})
+        return super().collect()
+
+
+def aggregate_registry() -> CollectorRegistry:
+    """A registry that reads every process's samples from the multiprocess directory."""
+    registry = CollectorRegistry()
+    SweepingMultiProcessCollector(registry, path=str(multiproc_dir()))
+    return registry
+
+
+def serve_metrics(bind: Bind) -> WSGIServer:
+    """Serve the aggregate on `bind` from a daemon thread of the calling (master) process."""
+    server, _thread = start_http_server(bind.port, addr=bind.host, registry=aggregate_registry())
+    logger.info("metrics listening", extra={"fields": {"metrics_bind": str(bind)}})
+    return server

@@ -1,0 +1,60 @@
+"""One client interface over Flask's test client and Starlette's TestClient.
+
+A module of its own (not conftest.py) so tests import it by a unique name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Answer:
+    """A response, whichever test client produced it."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+
+class ServiceClient:
+    """Same calls for the Flask test client and Starlette's TestClient."""
+
+    def __init__(self, service: str, raw: Any) -> None:
+        self.service = service
+        self.raw = raw
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
+        if self.service == "flask":
+            # buffered: the WSGI response is closed, as a server does, which finishes
+            # the request's metrics and log line (call_on_close).
+            response = self.raw.open(
+                path, method=method, data=body, headers=headers or {}, buffered=True
+            )
+            return Answer(response.status_code, response.headers, response.get_data())
+        response = self.raw.request(method, path, content=body, headers=headers)
+        return Answer(response.status_code, response.headers, response.content)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> Answer:
+        return self.request("GET", path, headers=headers)
+
+    def post_json(self, path: str, document: Any, content_type: str = "application/json") -> Answer:
+        body = json.dumps(document).encode()
+        return self.request("POST", path, body=body, headers={"Content-Type": content_type})

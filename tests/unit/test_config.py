@@ -1,0 +1,143 @@
+"""Environment handling: defaults, clear errors, the gunicorn config file, the launcher."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from flask import request
+
+from fastapi_app.settings import load_asgi_settings
+from flask_app.app import create_app as create_flask_app
+from flask_app.settings import load_wsgi_settings
+from gateway_common.settings import Bind, ConfigError, parse_bind
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GUNICORN_CONF = REPO_ROOT / "services" / "flask_app" / "gunicorn.conf.py"
+
+
+def test_wsgi_defaults() -> None:
+    settings = load_wsgi_settings()
+    assert settings.bind == Bind("127.0.0.1", 8001)
+    assert settings.metrics_bind == Bind("127.0.0.1", 9101)
+    assert (settings.workers, settings.threads, settings.worker_class) == (2, 1, "sync")
+    assert settings.capacity == 2
+    assert settings.proxy_count == 1
+    assert settings.keepalive_s == 75
+
+
+def test_sync_with_threads_is_gthread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WSGI_THREADS", "4")
+    monkeypatch.setenv("WSGI_WORKERS", "3")
+    settings = load_wsgi_settings()
+    assert settings.worker_class == "gthread"
+    assert settings.capacity == 12
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("WSGI_WORKERS", "two", "WSGI_WORKERS must be an integer between 1 and 64, got 'two'"),
+        ("WSGI_WORKERS", "0", "WSGI_WORKERS must be an integer between 1 and 64, got '0'"),
+        ("WSGI_WORKER_CLASS", "gevent", "WSGI_WORKER_CLASS must be one of sync, gthread"),
+        ("WSGI_BIND", "8001", "WSGI_BIND must look like HOST:PORT"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL must be one of"),
+    ],
+)
+def test_wsgi_errors_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_wsgi_settings()
+
+
+def test_asgi_defaults_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_asgi_settings()
+    assert settings.bind == Bind("127.0.0.1", 8002)
+    assert settings.root_path == "/asgi"
+    assert settings.forwarded_allow_ips == "127.0.0.1"
+    assert settings.chat_bus_dir is None
+    with pytest.raises(ConfigError, match="CHAT_BUS_DIR is required"):
+        load_asgi_settings(require_chat_bus_dir=True)
+    monkeypatch.setenv("ASGI_ROOT_PATH", "/asgi/")
+    with pytest.raises(ConfigError, match="ASGI_ROOT_PATH"):
+        load_asgi_settings()
+    monkeypatch.setenv("ASGI_ROOT_PATH", "")
+    assert load_asgi_settings().root_path == ""
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.0/8,nginx")
+    with pytest.raises(ConfigError, match="FORWARDED_ALLOW_IPS .* got 'nginx'"):
+        load_asgi_settings()
+
+
+def test_parse_bind() -> None:
+    assert parse_bind("X", "[::1]:9000") == Bind("::1", 9000)
+    assert str(Bind("::1", 9000)) == "[::1]:9000"
+    assert parse_bind("X", "flask:8000") == Bind("flask", 8000)
+    with pytest.raises(ConfigError):
+        parse_bind("X", "127.0.0.1:70000")
+
+
+def test_gunicorn_conf(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WSGI_BIND", "127.0.0.1:18001")
+    monkeypatch.setenv("WSGI_THREADS", "4")
+    conf = runpy.run_path(str(GUNICORN_CONF))
+    assert conf["wsgi_app"] == "flask_app.app:create_app()"
+    assert conf["bind"] == ["127.0.0.1:18001"]
+    assert (conf["workers"], conf["threads"], conf["worker_class"]) == (2, 4, "gthread")
+    assert conf["keepalive"] == 75
+    assert conf["graceful_timeout"] == 30
+    assert conf["timeout"] > 60  # longer than the longest bounded request (60 s stream)
+    assert conf["accesslog"] is None
+    assert conf["control_socket_disable"] is True
+    for hook in ("on_starting", "when_ready", "child_exit"):
+        assert callable(conf[hook])
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+
+
+def test_gunicorn_conf_bad_value_fails_at_load() -> None:
+    env = {**os.environ, "WSGI_WORKERS": "many"}
+    result = _run(
+        [sys.executable, "-c", f"import runpy; runpy.run_path({str(GUNICORN_CONF)!r})"], env
+    )
+    assert result.returncode != 0
+    assert "WSGI_WORKERS must be an integer between 1 and 64, got 'many'" in result.stderr
+
+
+def test_launcher_reports_config_errors() -> None:
+    env = {**os.environ, "CHAT_BUS_DIR": "/tmp/unused", "ASGI_WORKERS": "x"}
+    result = _run([sys.executable, "-m", "fastapi_app.serve"], env)
+    assert result.returncode == 2
+    assert "configuration error: ASGI_WORKERS must be an integer" in result.stderr
+
+    env = {k: v for k, v in os.environ.items() if k != "CHAT_BUS_DIR"}
+    result = _run([sys.executable, "-m", "fastapi_app.serve"], env)
+    assert result.returncode == 2
+    assert "CHAT_BUS_DIR is required" in result.stderr
+
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["CHAT_BUS_DIR"] = "/tmp/unused"
+    result = _run([sys.executable, "-m", "fastapi_app.serve"], env)
+    assert result.returncode == 2
+    assert "PROMETHEUS_MULTIPROC_DIR is not set" in result.stderr
+
+
+def test_proxy_fix_trusts_one_proxy() -> None:
+    app = create_flask_app()
+
+    @app.get("/whoami-test-only")
+    def whoami() -> dict[str, str]:
+        return {"remote_addr": str(request.remote_addr), "scheme": request.scheme}
+
+    answer = app.test_client().get(
+        "/whoami-test-only",
+        headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7", "X-Forwarded-Proto": "https"},
+    )
+    assert answer.get_json() == {"remote_addr": "198.51.100.7", "scheme": "https"}

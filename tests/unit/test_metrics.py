@@ -1,0 +1,202 @@
+"""Metric names and labels of the contract, recorded by both apps; dead-worker handling."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from service_clients import ServiceClient
+
+from gateway_common import metrics
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def sample(name: str, labels: dict[str, str]) -> float:
+    """Current aggregated value of one series (0 when absent), read like the master does."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    value = registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+def labels(client: ServiceClient, **extra: str) -> dict[str, str]:
+    interface = "wsgi" if client.service == "flask" else "asgi"
+    return {"service": client.service, "interface": interface, **extra}
+
+
+def test_request_counter_histogram_and_gauge(client: ServiceClient) -> None:
+    counter = labels(client, method="GET", route="/hello", status="200")
+    route = labels(client, method="GET", route="/hello")
+    before = sample("http_requests_total", counter)
+    before_count = sample("http_request_duration_seconds_count", route)
+    for _ in range(3):
+        client.get("/hello")
+    assert sample("http_requests_total", counter) == before + 3
+    assert sample("http_request_duration_seconds_count", route) == before_count + 3
+    assert sample("http_request_duration_seconds_bucket", {**route, "le": "+Inf"}) >= 3
+    assert sample("http_requests_in_progress", route) == 0
+
+
+def test_route_label_is_the_template_and_unmatched_for_404(client: ServiceClient) -> None:
+    io_400 = labels(client, method="GET", route="/io", status="400")
+    unmatched = labels(client, method="GET", route="<unmatched>", status="404")
+    before_io, before_unmatched = (
+        sample("http_requests_total", io_400),
+        sample("http_requests_total", unmatched),
+    )
+    client.get("/io?ms=bad")
+    client.get("/no/such/path")
+    assert sample("http_requests_total", io_400) == before_io + 1
+    assert sample("http_requests_total", unmatched) == before_unmatched + 1
+
+
+def test_streamed_response_is_counted_when_finished(client: ServiceClient) -> None:
+    route = labels(client, method="GET", route="/stream")
+    before = sample("http_request_duration_seconds_count", route)
+    client.get("/stream?events=2&interval_ms=30")
+    assert sample("http_request_duration_seconds_count", route) == before + 1
+    assert sample("http_requests_in_progress", route) == 0
+
+
+def test_unknown_methods_share_one_label(client: ServiceClient) -> None:
+    other = labels(client, method="OTHER", route="<unmatched>", status="405")
+    before = sample("http_requests_total", other)
+    assert client.request("BREW", "/hello").status == 405
+    assert sample("http_requests_total", other) == before + 1
+
+
+def test_websocket_metrics(fastapi_test_client: TestClient) -> None:
+    base = {"service": "fastapi", "interface": "asgi", "route": "/ws/echo"}
+    before_in = sample("websocket_messages_total", {**base, "direction": "in"})
+    before_out = sample("websocket_messages_total", {**base, "direction": "out"})
+    with fastapi_test_client.websocket_connect("/ws/echo") as ws:
+        assert sample("websocket_connections", base) == 1
+        ws.send_text("a")
+        ws.receive_text()
+        ws.send_text("b")
+        ws.receive_text()
+    assert sample("websocket_connections", base) == 0
+    assert sample("websocket_messages_total", {**base, "direction": "in"}) == before_in + 2
+    assert sample("websocket_messages_total", {**base, "direction": "out"}) == before_out + 2
+
+
+def test_server_gauges_take_the_max() -> None:
+    metrics.set_server_gauges("flask", "wsgi", workers=3, capacity=12)
+    assert sample("server_workers", {"service": "flask", "interface": "wsgi"}) == 3
+    assert sample("server_worker_capacity", {"service": "flask", "interface": "wsgi"}) == 12
+
+
+def test_method_label() -> None:
+    assert metrics.method_label("get") == "GET"
+    assert metrics.method_label("BREW") == "OTHER"
+
+
+def _in_progress_child(multiproc_dir: Path, hold: bool) -> subprocess.Popen[str]:
+    """A process that raises the in-progress gauge and then waits (a busy worker)."""
+    code = (
+        "import sys\n"
+        "from gateway_common import metrics\n"
+        "metrics.request_started('fastapi', 'asgi', 'GET', '/io')\n"
+        "metrics.http_requests_total.labels('fastapi','asgi','GET','/io','200').inc()\n"
+        "print('ready', flush=True)\n"
+        f"sys.stdin.read() if {hold} else None\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    return child
+
+
+def test_sweep_marks_killed_workers_and_keeps_their_counts(tmp_path: Path) -> None:
+    """What serve_metrics does before each scrape, with two real 'worker' processes."""
+    survivor = _in_progress_child(tmp_path, hold=True)
+    victim = _in_progress_child(tmp_path, hold=True)
+    try:
+        registry = CollectorRegistry()
+        metrics.SweepingMultiProcessCollector(registry, path=str(tmp_path))
+        gauge = {"service": "fastapi", "interface": "asgi", "method": "GET", "route": "/io"}
+        counter = {**gauge, "status": "200"}
+        assert registry.get_sample_value("http_requests_in_progress", gauge) == 2
+        victim.kill()
+        victim.wait()
+        assert registry.get_sample_value("http_requests_in_progress", gauge) == 1
+        assert registry.get_sample_value("http_requests_total", counter) == 2  # not lost
+        assert not list(tmp_path.glob(f"gauge_livesum_{victim.pid}.db"))
+        assert metrics.sweep_dead_processes(tmp_path) == []  # nothing left to mark
+    finally:
+        for child in (survivor, victim):
+            child.kill()
+            child.wait()
+            if child.stdin:
+                child.stdin.close()
+            if child.stdout:
+                child.stdout.close()
+
+
+def test_prepare_multiproc_dir_wipes_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "prom"
+    target.mkdir()
+    (target / "counter_123.db").write_bytes(b"old")
+    (target / "keep.txt").write_text("not a sample")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(target))
+    assert metrics.prepare_multiproc_dir() == target
+    assert sorted(p.name for p in target.iterdir()) == ["keep.txt"]
+
+
+def _import_metrics(env: dict[str, str], code: str = "import gateway_common.metrics") -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    return result.stderr
+
+
+def test_missing_multiproc_dir_fails_clearly() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    assert "PROMETHEUS_MULTIPROC_DIR is not set" in _import_metrics(env)
+
+
+def test_multiproc_dir_set_too_late_fails_clearly(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    code = (
+        "import os, prometheus_client\n"
+        f"os.environ['PROMETHEUS_MULTIPROC_DIR'] = {str(tmp_path)!r}\n"
+        "import gateway_common.metrics\n"
+    )
+    assert "imported before PROMETHEUS_MULTIPROC_DIR was set" in _import_metrics(env, code)
+
+
+def test_metrics_are_served_on_their_own_port(tmp_path: Path) -> None:
+    """serve_metrics in a child process: the aggregate is on the metrics port."""
+    code = (
+        "import time, urllib.request\n"
+        "from gateway_common import metrics\n"
+        "from gateway_common.settings import Bind\n"
+        "metrics.prepare_multiproc_dir()\n"
+        "metrics.set_server_gauges('flask', 'wsgi', 2, 2)\n"
+        "server = metrics.serve_metrics(Bind('127.0.0.1', 0))\n"
+        "url = 'http://127.0.0.1:%d/metrics' % server.server_address[1]\n"
+        "print(urllib.request.urlopen(url, timeout=10).read().decode())\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'server_workers{interface="wsgi",service="flask"} 2.0' in result.stdout

@@ -1,0 +1,102 @@
+"""Shared validators: typed values or one ApiError with the contract's code and message."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway_common import validation
+from gateway_common.errors import ApiError, error_body
+from gateway_common.request_id import resolve_request_id
+
+
+def raises(call, *args) -> ApiError:  # type: ignore[no-untyped-def]
+    with pytest.raises(ApiError) as caught:
+        call(*args)
+    return caught.value
+
+
+def test_int_param_ok() -> None:
+    assert validation.io_ms(["0"]) == 0
+    assert validation.io_ms(["10000"]) == 10000
+    assert validation.io_ms(["+5"]) == 5
+    assert validation.cpu_n(["5000000"]) == 5_000_000
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([], "ms is required"),
+        (["1", "2"], "ms must be given once"),
+        (["abc"], "ms must be an integer between 0 and 10000, got 'abc'"),
+        (["10001"], "ms must be an integer between 0 and 10000, got '10001'"),
+        (["1e3"], "ms must be an integer between 0 and 10000, got '1e3'"),
+        ([" 5"], "ms must be an integer between 0 and 10000, got ' 5'"),
+        (["9" * 50], f"ms must be an integer between 0 and 10000, got '{'9' * 40}...'"),
+    ],
+)
+def test_int_param_errors(values: list[str], message: str) -> None:
+    error = raises(validation.io_ms, values)
+    assert (error.status, error.code, error.field, error.message) == (
+        400,
+        "invalid_parameter",
+        "ms",
+        message,
+    )
+
+
+def test_stream_params() -> None:
+    assert validation.stream_params(["100"], ["600"]) == validation.StreamParams(100, 600)
+    error = raises(validation.stream_params, ["100"], ["601"])
+    assert error.field is None
+    assert error.message == "events * interval_ms must be at most 60000, got 100 * 601 = 60100"
+
+
+def test_echo_body_order_of_checks() -> None:
+    # 415 before 413 before 400 before 422, the same in both services.
+    assert raises(validation.echo_body, "text/plain", b"x" * 70000).status == 415
+    assert raises(validation.echo_body, "application/json", b"x" * 70000).status == 413
+    assert raises(validation.echo_body, "application/json", b"{").status == 400
+    assert raises(validation.echo_body, "application/json", b"[]").status == 422
+
+
+def test_echo_body_ok() -> None:
+    document = validation.echo_body("Application/JSON; charset=utf-8", b'{"message":"m","tags":[]}')
+    assert document == {"message": "m", "tags": []}
+
+
+def test_echo_body_invalid_utf8_is_malformed() -> None:
+    error = raises(validation.echo_body, "application/json", b'{"message":"\xff"}')
+    assert error.code == "malformed_json"
+
+
+@pytest.mark.parametrize("room", ["a", "Room_1-x", "x" * 32])
+def test_chat_room_ok(room: str) -> None:
+    assert validation.chat_room([room]) == room
+
+
+@pytest.mark.parametrize("values", [[], [""], ["a b"], ["x" * 33], ["a", "b"], ["é"]])
+def test_chat_room_refused(values: list[str]) -> None:
+    error = raises(validation.chat_room, values)
+    assert (error.status, error.code, error.field) == (403, "invalid_parameter", "room")
+
+
+def test_error_body_shape() -> None:
+    assert error_body(400, "invalid_parameter", "m", "ms") == {
+        "error": {"status": 400, "code": "invalid_parameter", "field": "ms", "message": "m"}
+    }
+    assert error_body(404, "not_found", "m") == {
+        "error": {"status": 404, "code": "not_found", "message": "m"}
+    }
+
+
+@pytest.mark.parametrize("incoming", ["abc", "A.b_c:d-1", "x" * 64])
+def test_request_id_passes_sane_ids(incoming: str) -> None:
+    assert resolve_request_id(incoming) == incoming
+
+
+@pytest.mark.parametrize("incoming", [None, "", "x" * 65, "a b", "a\nb", "é"])
+def test_request_id_replaces_insane_ids(incoming: str | None) -> None:
+    generated = resolve_request_id(incoming)
+    assert generated != incoming
+    assert len(generated) == 32
+    int(generated, 16)
