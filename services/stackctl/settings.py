@@ -72,6 +72,9 @@ def load_settings(profile: str = "default", environ: dict[str, str] | None = Non
         known = ", ".join(PROFILE_PORT_OFFSETS)
         raise SettingsError(f"unknown profile {profile!r}; expected one of: {known}")
     offset = PROFILE_PORT_OFFSETS[profile]
+    if env.get("STACK_PORT_OFFSET"):
+        # Moves a whole profile, e.g. to run two test sessions side by side on one machine.
+        offset = _parse_offset(env["STACK_PORT_OFFSET"])
     ports = {name: port + offset for name, port in BASE_PORTS.items()}
     if profile == "default":
         for name, variable in PORT_OVERRIDES.items():
@@ -84,6 +87,17 @@ def load_settings(profile: str = "default", environ: dict[str, str] | None = Non
         taken[port] = name
     state_dir = Path(env.get("STATE_DIR") or REPO_ROOT / ".run" / profile).resolve()
     return Settings(profile=profile, ports=ports, state_dir=state_dir, environ=env)
+
+
+def _parse_offset(raw: str) -> int:
+    highest = max(BASE_PORTS.values())
+    try:
+        offset = int(raw)
+    except ValueError:
+        raise SettingsError(f"STACK_PORT_OFFSET must be an integer, got {raw!r}") from None
+    if not 0 <= offset <= 65535 - highest:
+        raise SettingsError(f"STACK_PORT_OFFSET must be between 0 and {65535 - highest}")
+    return offset
 
 
 def _parse_port(variable: str, raw: str) -> int:
