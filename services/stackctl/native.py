@@ -212,6 +212,9 @@ def components(settings: Settings) -> list[Component]:
                 find_program("prometheus-nginx-exporter"),
                 f"-nginx.scrape-uri={settings.url('nginx_status', '/stub_status')}",
                 f"-web.listen-address={settings.address('nginx_exporter')}",
+                # nginx may still be binding its ports: retry instead of exiting at once.
+                "-nginx.retries=40",
+                "-nginx.retry-interval=250ms",
             ],
             health_url=settings.url("nginx_exporter", "/metrics"),
             port_names=("nginx_exporter",),
