@@ -15,11 +15,17 @@ APT_PACKAGES := nginx prometheus prometheus-nginx-exporter prometheus-node-expor
 SYSTEM_PROGRAMS := nginx prometheus promtool prometheus-nginx-exporter prometheus-node-exporter
 PYTEST_ARGS ?=
 
+
+.PHONY: bench bench-quick
 .PHONY: help setup system-deps up down status logs test test-unit test-static test-integration lint format clean
 
 help: ## list the targets
 	@echo "gateway-lab — make targets (STACK=docker|native|auto, default auto):"
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
+	@echo
+	@echo "Bench options (environment): BENCH_SCENARIOS=hello,io,cpu,stream,ws_echo,ws_chat"
+	@echo "  BENCH_TARGETS=wsgi,asgi  BENCH_USERS='io=10,25;hello=50'  BENCH_DURATION=s  BENCH_WARMUP=s"
+	@echo "  BENCH_PROFILE=default|quick  BENCH_URL  BENCH_PROMETHEUS_URL  (see docs/benchmark.md)"
 	@echo
 	@echo "Quick start: make up   (demo on http://127.0.0.1:8080)   ·   make test   (the suite)"
 
@@ -72,6 +78,12 @@ test-static: setup ## static checks: nginx -t, promtool, compose schema, Dockerf
 
 test-integration: setup ## integration tests against a native stack on ports 18080, 19090, ...
 	$(VENV_PY) -m pytest -m integration $(PYTEST_ARGS)
+
+bench: up ## WSGI-vs-ASGI load comparison through nginx -> reports/latest/report.html (~5 min)
+	$(VENV_PY) -m loadtests.bench
+
+bench-quick: up ## the same comparison in about 75 s (BENCH_PROFILE=quick)
+	BENCH_PROFILE=quick $(VENV_PY) -m loadtests.bench
 
 lint: setup ## ruff, hadolint and the nginx config analyser
 	$(VENV)/bin/ruff check .

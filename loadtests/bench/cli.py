@@ -1,0 +1,257 @@
+"""``python -m loadtests.bench``: run the matrix, cross-check, write reports/<timestamp>/.
+
+Exit codes: 0 done; 2 bad input or the stack/Prometheus not reachable (nothing started,
+nothing written); 1 the run failed; 130 interrupted (what was measured is written, marked
+incomplete, and ``latest`` is left alone).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loadtests.bench.options import PROFILES, BenchOptions, UsageError, parse
+
+
+def _err(message: str) -> None:
+    print(f"bench: error: {message}", file=sys.stderr, flush=True)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def probe_health(opts: BenchOptions) -> dict:
+    """GET /wsgi/healthz and /asgi/healthz; UsageError when a selected target is unreachable."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    health = {}
+    for target in ("wsgi", "asgi"):
+        full = opts.healthz_url(target)
+        try:
+            with urllib.request.urlopen(full, timeout=5) as resp:
+                doc = json.load(resp)
+            if doc.get("status") != "ok":
+                raise ValueError(f"status {doc.get('status')!r}")
+            health[target] = doc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            if target in opts.targets:
+                raise UsageError(
+                    f"the stack is not reachable: GET {full} failed ({exc}); start it "
+                    "(make up / make native-up) or pass --url"
+                ) from None
+            health[target] = {}
+    return health
+
+
+def _new_run_dir(out: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = out / stamp
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = out / f"{stamp}-{n}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _point_latest(out: Path, run_dir: Path) -> None:
+    link = out / "latest"
+    tmp = out / f".latest.{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(run_dir.name)
+    os.replace(tmp, link)
+
+
+def crosscheck_blocks(prom, blocks: list[dict], steps: list[dict], t_start: float) -> None:
+    """Fill each block's ``crosscheck`` and each step's ``server_rps`` from raw scrapes."""
+    from loadtests.bench import analysis
+    from loadtests.bench.prom import PrometheusError
+
+    end = time.time()
+    cache: dict[tuple[str, str], list] = {}
+    for b in blocks:
+        ws = b["scenario"].startswith("ws_")
+        key = (b["service"], "ws" if ws else "http")
+        if key not in cache:
+            selector = (
+                f'websocket_messages_total{{service="{b["service"]}",direction="in"}}'
+                if ws
+                else f'http_requests_total{{service="{b["service"]}"}}'
+            )
+            try:
+                cache[key] = prom.raw_samples(selector, t_start - 30, end)
+            except PrometheusError as exc:
+                cache[key] = exc
+        data = cache[key]
+        client = b["client"]
+        if isinstance(data, Exception):
+            b["crosscheck"] = analysis.crosscheck(
+                client["started"], client["completed"], None, client["gateway_error"]
+            )
+            b["crosscheck_reason"] = f"Prometheus query failed: {data}"
+            continue
+        series = [d for d in data if d["labels"].get("route", "").endswith(b["route"])]
+        b["server_route"] = ",".join(sorted({d["labels"].get("route", "") for d in series}))
+        summed = analysis.sum_series(d["samples"] for d in series)
+        later = [
+            o["t0"]
+            for o in blocks
+            if o is not b
+            and o["service"] == b["service"]
+            and o["route"] == b["route"]
+            and o["t0"] >= b["t1"]
+        ]
+        delta = analysis.counter_delta(summed, b["t0"], b["t1"], min(later) if later else None)
+        b["crosscheck"] = analysis.crosscheck(
+            client["started"], client["completed"], delta["value"], client["gateway_error"]
+        )
+        if delta["value"] is None:
+            b["crosscheck_reason"] = delta["reason"]
+        else:
+            b["crosscheck_window"] = {"before_t": delta["before_t"], "after_t": delta["after_t"]}
+        for s in steps:
+            if s["scenario"] == b["scenario"] and s["target"] == b["target"]:
+                rate = analysis.window_rate(summed, s["t_measure_start"], s["t_measure_end"])
+                s["server_rps"] = rate
+                s["server_rps_diff_pct"] = (
+                    analysis.gap_pct(s["rps"], rate) if rate and s.get("rps") is not None else None
+                )
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        opts = parse(argv)
+    except UsageError as exc:
+        _err(str(exc))
+        return 2
+
+    # Locust (and with it gevent's monkey-patching) only from here on, before urllib/ssl.
+    from loadtests.bench import analysis, driver, report
+    from loadtests.bench.prom import Prometheus, PrometheusError
+
+    try:
+        health = probe_health(opts)
+    except UsageError as exc:
+        _err(str(exc))
+        return 2
+
+    prom = None
+    scrape_s = None
+    if opts.prometheus_url:
+        prom = Prometheus(opts.prometheus_url)
+        try:
+            prom.ready()
+        except PrometheusError as exc:
+            _err(
+                f"Prometheus is not reachable ({exc}); pass --prometheus-url, or "
+                "--prometheus-url none to skip the client/server cross-check"
+            )
+            return 2
+        scrape_s = prom.scrape_interval_s()
+
+    out = Path(opts.out)
+    try:
+        run_dir = _new_run_dir(out)
+    except OSError as exc:
+        _err(f"cannot create a run folder under {out}: {exc}")
+        return 2
+
+    capacity = {t: analysis.capacity_of(health[t], t) if health.get(t) else None for t in health}
+    settings = opts.scenario_settings(opts.targets[0]).as_dict()
+    settings.pop("target")
+    t_start = time.time()
+    meta = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "options": {
+            "url": opts.url,
+            "direct": opts.direct,
+            "prometheus_url": opts.prometheus_url,
+            "profile": opts.profile,
+            "profile_description": PROFILES[opts.profile].description,
+            "scenarios": list(opts.scenarios),
+            "targets": list(opts.targets),
+            "users": {k: list(v) for k, v in opts.users.items()},
+            "warmup_s": opts.warmup_s,
+            "measure_s": opts.measure_s,
+        },
+        "scenario_settings": settings,
+        "services": health,
+        "capacity": capacity,
+        "cpu_count": os.cpu_count(),
+        "load_generator": "one local Locust process (gevent), this host",
+        "versions": driver.versions(),
+        "scrape_interval_s": scrape_s,
+        "planned_s": opts.estimated_seconds(),
+        "run_dir": str(run_dir),
+    }
+    _say(
+        f"bench: {len(opts.steps())} steps, about {opts.estimated_seconds():.0f} s "
+        f"(profile {opts.profile}) against {opts.url}; writing {run_dir}"
+    )
+    for scenario, target in opts.not_applicable():
+        _say(f"bench: {scenario} on {target}: not applicable (WebSockets exist on asgi only)")
+    drv = driver.Driver(opts, run_dir, health, progress=_say)
+    complete = False
+    code = 1
+    try:
+        drv.run()
+        complete = True
+        code = 0
+    except KeyboardInterrupt:
+        _err("interrupted: writing what was measured (marked incomplete)")
+        code = 130
+    except Exception as exc:  # the report of what ran is still worth writing
+        _err(f"run failed: {exc!r}")
+        code = 1
+
+    if prom is not None and drv.blocks:
+        # The last scrape after the last run must exist before the counters are read.
+        wait = (scrape_s or 15) + 1.5 - (time.time() - max(b["t1"] for b in drv.blocks))
+        if wait > 0 and code != 130:
+            _say(f"bench: waiting {wait:.0f} s for Prometheus's next scrape (cross-check)")
+            time.sleep(wait)
+        crosscheck_blocks(prom, drv.blocks, drv.step_rows, t_start)
+
+    results = {
+        "schema": 1,
+        "complete": complete,
+        "meta": meta | {"elapsed_s": time.time() - t_start},
+        "steps": drv.step_rows,
+        "blocks": drv.blocks,
+        "not_applicable": [
+            {
+                "scenario": s,
+                "target": t,
+                "reason": "WebSocket routes exist on the ASGI service only",
+            }
+            for s, t in opts.not_applicable()
+        ],
+    }
+    results["findings"] = analysis.findings(results)
+    driver.dump_json(run_dir / "results.json", results)
+    try:
+        paths = report.write_reports(run_dir, results)
+    except Exception as exc:  # results.json is written; keep it even if plotting fails
+        _err(f"report rendering failed: {exc!r} (results.json is complete)")
+        return 1
+    if complete:
+        _point_latest(out, run_dir)
+    _say("")
+    _say(report.terminal_summary(results))
+    _say("")
+    _say(f"bench: report {paths['html']} (and report.md, results.json, csv/)")
+    return code
+
+
+def run(argv: list[str] | None = None) -> None:
+    sys.exit(main(argv))
+
+
+__all__ = ["BenchOptions", "main", "run"]

@@ -1,0 +1,132 @@
+"""Scenario parameters shared by the Locust user classes, the locustfile's CLI and the bench.
+
+Pure module (no Locust import): the bench validates options with it before starting Locust.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+TARGETS = ("wsgi", "asgi")
+
+#: Scenario name -> Locust user class name (one user class per scenario).
+SCENARIO_CLASSES = {
+    "hello": "HelloUser",
+    "io": "IoUser",
+    "cpu": "CpuUser",
+    "stream": "StreamUser",
+    "ws_echo": "WsEchoUser",
+    "ws_chat": "WsChatUser",
+}
+SCENARIOS = tuple(SCENARIO_CLASSES)
+
+#: Scenarios that only exist on the ASGI service (WebSocket routes are 404 on Flask).
+ASGI_ONLY = frozenset({"ws_echo", "ws_chat"})
+
+#: Bounds enforced by the services (docs/architecture.md); checked here so a typo fails fast.
+BOUNDS = {
+    "io_ms": (0, 10000),
+    "cpu_n": (1, 5_000_000),
+    "stream_events": (1, 100),
+    "stream_interval_ms": (0, 5000),
+}
+
+
+def applicable(scenario: str, target: str) -> bool:
+    """Whether ``scenario`` exists on ``target`` (WebSockets are ASGI only)."""
+    return not (scenario in ASGI_ONLY and target != "asgi")
+
+
+def prefix(target: str) -> str:
+    """The nginx path prefix of a target service."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r} (expected one of {', '.join(TARGETS)})")
+    return f"/{target}"
+
+
+def ws_url(host: str, path: str) -> str:
+    """``http://h:p`` + ``/asgi/ws/echo`` -> ``ws://h:p/asgi/ws/echo`` (https -> wss)."""
+    base = host.rstrip("/")
+    if base.startswith("https://"):
+        base = "wss://" + base[len("https://") :]
+    elif base.startswith("http://"):
+        base = "ws://" + base[len("http://") :]
+    return base + path
+
+
+def parse_steps(text: str) -> list[int]:
+    try:
+        steps = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise ValueError(
+            f"LOCUST_STEP_USERS must be comma-separated integers, got {text!r}"
+        ) from None
+    if not steps or any(n < 1 for n in steps):
+        raise ValueError(f"LOCUST_STEP_USERS must list positive integers, got {text!r}")
+    return steps
+
+
+@dataclass(frozen=True)
+class ScenarioSettings:
+    """What the user classes send. Defaults are the bench's defaults."""
+
+    target: str = "asgi"
+    #: ``/io?ms=`` wait of the io scenario.
+    io_ms: int = 100
+    #: ``/cpu?n=`` work size of the cpu scenario.
+    cpu_n: int = 200_000
+    #: ``/stream?events=&interval_ms=`` of the stream scenario.
+    stream_events: int = 10
+    stream_interval_ms: int = 100
+    #: Messages per second each ws_echo user sends (fixed rate, not back-to-back).
+    ws_rate: float = 10.0
+    #: Size of each ws_echo message (bytes of text).
+    ws_message_bytes: int = 64
+    #: ws_chat: users per room, and messages per second each user sends.
+    chat_room_size: int = 10
+    chat_rate: float = 1.0
+    #: Path prefix in front of the routes; None = ``/wsgi`` or ``/asgi`` (through nginx), ""
+    #: when the host is the service itself (the bench's ``--direct``).
+    path_prefix: str | None = None
+
+    @property
+    def prefix(self) -> str:
+        return prefix(self.target) if self.path_prefix is None else self.path_prefix.rstrip("/")
+
+    def __post_init__(self) -> None:
+        prefix(self.target)
+        for name, (low, high) in BOUNDS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+        if self.stream_events * self.stream_interval_ms > 60000:
+            raise ValueError("stream_events x stream_interval_ms must be <= 60000")
+        if self.ws_rate <= 0 or self.chat_rate <= 0:
+            raise ValueError("ws_rate and chat_rate must be > 0")
+        if not 1 <= self.ws_message_bytes <= 60000:
+            raise ValueError("ws_message_bytes must be between 1 and 60000")
+        if self.chat_room_size < 1:
+            raise ValueError("chat_room_size must be >= 1")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> ScenarioSettings:
+        """Build from a mapping (e.g. ``vars(parsed_options)``), ignoring unknown/None keys."""
+        kwargs = {}
+        for f in fields(cls):
+            if values.get(f.name) is not None:
+                default = getattr(cls, f.name)
+                kind = str if default is None else type(default)
+                kwargs[f.name] = kind(values[f.name])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> ScenarioSettings:
+        """Build from ``LOCUST_TARGET``, ``LOCUST_IO_MS``, ... (upper-cased field names)."""
+        environ = os.environ if environ is None else environ
+        values = {f.name: environ.get(f"LOCUST_{f.name.upper()}") for f in fields(cls)}
+        return cls.from_mapping(values)

@@ -1,0 +1,147 @@
+"""The bench end to end: a quick-profile run against the native test stack.
+
+Runs ``python -m loadtests.bench --profile quick`` in a subprocess (Locust monkey-patches the
+standard library with gevent, which must not happen inside pytest), writing into tmp_path.
+Checks that the report exists, every step has figures for both services (ws_* on ASGI only),
+the io results follow Little's law in direction, and the client's request counts agree with
+the servers' own Prometheus counters within the bench's stated tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtests.bench import analysis
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+pytestmark = pytest.mark.integration
+
+#: The quick profile promises <= 90 s; allow for a slow, shared machine.
+BENCH_TIMEOUT_S = 180
+#: Test-stack address of Locust's exporter (docs/architecture.md).
+LOCUST_METRICS_BIND = "127.0.0.1:19646"
+
+
+@pytest.fixture(scope="module")
+def bench_run(stack, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench-reports")
+    env = dict(os.environ)
+    for name in list(env):
+        if name.startswith("BENCH_"):
+            env.pop(name)
+    env.update(
+        {
+            "LOCUST_METRICS_BIND": LOCUST_METRICS_BIND,
+            "PROMETHEUS_TARGETS_DIR": str(stack.targets_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtests.bench",
+            "--profile",
+            "quick",
+            "--url",
+            stack.public_url,
+            "--prometheus-url",
+            stack.prometheus_url,
+            "--out",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BENCH_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    run_dir = (out / "latest").resolve()
+    results = json.loads((run_dir / "results.json").read_text())
+    return {"out": out, "run_dir": run_dir, "results": results, "stdout": proc.stdout}
+
+
+def test_report_files_exist(bench_run, stack):
+    run_dir = bench_run["run_dir"]
+    assert (bench_run["out"] / "latest").is_symlink()
+    for name in ("results.json", "report.md", "report.html"):
+        assert (run_dir / name).stat().st_size > 0, name
+    html = (run_dir / "report.html").read_text()
+    assert "data:image/png;base64," in html
+    assert 'src="http' not in html  # self-contained
+    assert list((run_dir / "csv").glob("io_wsgi_*_stats.csv"))
+    assert "Findings:" in bench_run["stdout"]
+    # The exporter's file-discovery entry is gone once the bench ended.
+    assert not (stack.targets_dir / "locust.json").exists()
+
+
+def test_every_step_has_results_for_both_services(bench_run):
+    results = bench_run["results"]
+    assert results["complete"] is True
+    steps = results["steps"]
+    options = results["meta"]["options"]
+    for scenario in options["scenarios"]:
+        targets = {"asgi"} if scenario.startswith("ws_") else {"wsgi", "asgi"}
+        for target in targets:
+            levels = sorted(
+                s["users"] for s in steps if (s["scenario"], s["target"]) == (scenario, target)
+            )
+            assert levels == options["users"][scenario], (scenario, target)
+        assert not [s for s in steps if s["scenario"] == scenario and s["target"] not in targets]
+    for s in steps:
+        assert s["requests"] > 0 and s["rps"] > 0, s["scenario"]
+        assert s["fail_pct"] <= 1, (s["scenario"], s["target"], s["errors"])
+        assert s["p50_ms"] is not None and s["p99_ms"] >= s["p50_ms"]
+    assert {(n["scenario"], n["target"]) for n in results["not_applicable"]} == {
+        ("ws_echo", "wsgi")
+    }
+    meta = results["meta"]
+    assert meta["services"]["wsgi"]["interface"] == "wsgi"
+    assert meta["services"]["asgi"]["interface"] == "asgi"
+    assert meta["versions"]["locust"] and meta["cpu_count"]
+
+
+def test_io_follows_littles_law_in_direction(bench_run):
+    results = bench_run["results"]
+    io_ms = results["meta"]["scenario_settings"]["io_ms"]
+    capacity = results["meta"]["capacity"]["wsgi"]
+    cap_rps = capacity / (io_ms / 1000)  # 2 workers / 0.1 s = 20 req/s
+    io = {(s["target"], s["users"]): s for s in results["steps"] if s["scenario"] == "io"}
+    low, high = sorted({u for _, u in io})[0], sorted({u for _, u in io})[-1]
+    # WSGI: capped near workers / latency at every level above its capacity ...
+    for users in (low, high):
+        rps = io[("wsgi", users)]["rps"]
+        assert 0.7 * cap_rps <= rps <= 1.05 * cap_rps, (users, rps, cap_rps)
+    # ... and the excess waits in the queue: latency grows with the users.
+    assert io[("wsgi", high)]["p50_ms"] > 2 * io[("wsgi", low)]["p50_ms"]
+    # ASGI: throughput grows with the users, latency stays near the wait.
+    asgi_low, asgi_high = io[("asgi", low)], io[("asgi", high)]
+    assert asgi_high["rps"] > 0.6 * (high / low) * asgi_low["rps"]
+    assert asgi_low["rps"] > 0.6 * analysis.littles_law_ideal(low, io_ms / 1000)
+    assert asgi_high["p50_ms"] < 3 * io_ms
+    assert asgi_high["rps"] > 2 * io[("wsgi", high)]["rps"]
+    text = "\n".join(results["findings"])
+    assert "io/WSGI" in text and "Little's law" in text
+
+
+def test_client_and_server_counts_agree(bench_run):
+    blocks = bench_run["results"]["blocks"]
+    assert blocks
+    for b in blocks:
+        check = b["crosscheck"]
+        assert check["ok"] is not None, (b["scenario"], b["target"], b.get("crosscheck_reason"))
+        assert check["ok"], (b["scenario"], b["target"], check)
+        # Stated tolerance: within max(5, 2 %) beyond the requests cut off at the end.
+        assert check["tolerance"] == max(
+            analysis.CROSSCHECK_ABS_TOL, analysis.CROSSCHECK_REL_TOL * check["client_completed"]
+        )

@@ -1,0 +1,451 @@
+"""Unit tests of the bench's report maths, option parsing and rendering (no Locust, no network).
+
+Locust monkey-patches the standard library when imported, so nothing here imports
+``loadtests.scenarios``, ``loadtests.bench.driver`` or ``loadtests.locustfile``; the one check
+of the entry point that would import them runs it in a subprocess.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtests.bench import analysis, report
+from loadtests.bench.options import PROFILES, UsageError, parse
+from loadtests.exporter import _Monotonic, parse_bind, scrape_target
+from loadtests.settings import (
+    ScenarioSettings,
+    applicable,
+    parse_steps,
+    prefix,
+    ws_url,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# ------------------------------------------------------------------ Little's law
+
+
+def test_littles_law_wsgi_is_capped_by_capacity():
+    # 2 sync workers, 100 ms waits: at most 2 / 0.1 = 20 req/s whatever the users.
+    assert analysis.littles_law_ideal(100, 0.1, 2) == pytest.approx(20.0)
+    assert analysis.littles_law_ideal(10, 0.1, 2) == pytest.approx(20.0)
+    assert analysis.littles_law_ideal(1, 0.1, 2) == pytest.approx(10.0)
+
+
+def test_littles_law_asgi_scales_with_users():
+    assert analysis.littles_law_ideal(100, 0.1, None) == pytest.approx(1000.0)
+    assert analysis.littles_law_ideal(25, 0.1) == pytest.approx(250.0)
+
+
+def test_littles_law_queueing_latency():
+    # 100 users share 2 workers: each waits for 50 turns of 100 ms.
+    assert analysis.littles_law_latency(100, 0.1, 2) == pytest.approx(5.0)
+    assert analysis.littles_law_latency(100, 0.1, None) == pytest.approx(0.1)
+
+
+def test_littles_law_rejects_nonsense():
+    with pytest.raises(ValueError):
+        analysis.littles_law_ideal(10, 0, 2)
+    with pytest.raises(ValueError):
+        analysis.littles_law_ideal(-1, 0.1, 2)
+
+
+def test_in_flight_is_lambda_times_w():
+    assert analysis.in_flight(20.0, 5000.0) == pytest.approx(100.0)
+    assert analysis.in_flight(1000.0, 100.0) == pytest.approx(100.0)
+
+
+def test_percent_and_gap():
+    assert analysis.percent_of(19.0, 20.0) == pytest.approx(95.0)
+    assert analysis.gap_pct(19.0, 20.0) == pytest.approx(-5.0)
+    assert analysis.percent_of(5.0, None) is None
+    assert analysis.gap_pct(5.0, 0) is None
+    assert analysis.ratio(10, 4) == 2.5
+    assert analysis.ratio(10, 0) is None
+
+
+def test_capacity_from_healthz():
+    assert analysis.capacity_of({"workers": 2, "threads": 1}, "wsgi") == 2
+    assert analysis.capacity_of({"workers": 2, "threads": 4}, "wsgi") == 8
+    assert analysis.capacity_of({"workers": 2}, "asgi") is None
+    with pytest.raises(ValueError):
+        analysis.capacity_of({}, "wsgi")
+
+
+def test_ideal_rps_per_scenario():
+    kw = {"io_ms": 100, "stream_s": 0.9, "ws_rate": 10}
+    assert analysis.ideal_rps("io", 50, 2, **kw) == pytest.approx(20.0)
+    assert analysis.ideal_rps("io", 50, None, **kw) == pytest.approx(500.0)
+    assert analysis.ideal_rps("stream", 9, 2, **kw) == pytest.approx(2 / 0.9)
+    assert analysis.ideal_rps("ws_echo", 10, None, **kw) == pytest.approx(100.0)
+    assert analysis.ideal_rps("hello", 10, 2, **kw) is None
+    assert analysis.ideal_rps("cpu", 10, 2, **kw) is None
+
+
+# ------------------------------------------------------------------ saturation
+
+
+def test_saturation_flat_from_the_first_level():
+    sat = analysis.saturation([(10, 19.8), (25, 19.9), (50, 19.7), (100, 19.8)])
+    assert sat["saturated"] and sat["at_first_level"]
+    assert (sat["from_users"], sat["to_users"]) == (10, 25)
+    assert sat["efficiency"] == pytest.approx(0.0, abs=0.01)
+
+
+def test_saturation_linear_never_saturates():
+    sat = analysis.saturation([(10, 98), (25, 245), (50, 490), (100, 975)])
+    assert sat["saturated"] is False
+    assert sat["max_users"] == 100
+    assert sat["peak_rps"] == 975
+
+
+def test_saturation_knee_in_the_middle():
+    sat = analysis.saturation([(10, 100), (25, 250), (50, 300), (100, 310)])
+    assert sat["saturated"]
+    assert (sat["from_users"], sat["to_users"]) == (25, 50)
+    assert not sat["at_first_level"]
+    # +20 % throughput for +100 % users
+    assert sat["efficiency"] == pytest.approx(0.2)
+
+
+def test_saturation_needs_two_levels():
+    assert analysis.saturation([(10, 20.0)]) is None
+    assert analysis.saturation([]) is None
+
+
+# ------------------------------------------------------------------ cross-check
+
+
+def test_crosscheck_exact_and_within_tolerance():
+    ok = analysis.crosscheck(started=1000, completed=1000, server=1000)
+    assert ok["ok"] and ok["diff"] == 0 and ok["diff_pct"] == 0
+    # Requests cut off at the end (started, not completed) may be counted by the server.
+    cut = analysis.crosscheck(started=1100, completed=1000, server=1090)
+    assert cut["ok"]
+    # 2 % tolerance of 1000 = 20
+    near = analysis.crosscheck(started=1000, completed=1000, server=985)
+    assert near["ok"] and near["tolerance"] == pytest.approx(20)
+
+
+def test_crosscheck_mismatch():
+    low = analysis.crosscheck(started=1000, completed=1000, server=900)
+    assert low["ok"] is False and low["diff"] == -100 and low["diff_pct"] == pytest.approx(-10)
+    assert low["excess"] == 100
+    high = analysis.crosscheck(started=1000, completed=1000, server=1100)
+    assert high["ok"] is False
+
+
+def test_crosscheck_gateway_errors_may_be_missing_on_the_server():
+    # 50 answers were 502 from nginx: the app never saw them.
+    res = analysis.crosscheck(started=1000, completed=1000, server=950, gateway_errors=50)
+    assert res["ok"]
+
+
+def test_crosscheck_small_counts_use_absolute_tolerance():
+    res = analysis.crosscheck(started=10, completed=10, server=13)
+    assert res["tolerance"] == analysis.CROSSCHECK_ABS_TOL and res["ok"]
+
+
+def test_crosscheck_without_server_data():
+    res = analysis.crosscheck(started=10, completed=10, server=None)
+    assert res["ok"] is None and res["diff"] is None
+
+
+def test_sum_series_carries_values_and_starts_at_zero():
+    a = [(0.0, 10.0), (5.0, 20.0), (10.0, 30.0)]
+    b = [(5.0, 1.0), (10.0, 4.0)]  # label set born between 0 and 5
+    assert analysis.sum_series([a, b]) == [(0.0, 10.0), (5.0, 21.0), (10.0, 34.0)]
+    assert analysis.sum_series([]) == []
+
+
+def test_counter_delta_between_scrapes():
+    samples = [(0, 100), (5, 100), (10, 150), (15, 300), (20, 420), (25, 420), (30, 420)]
+    res = analysis.counter_delta(samples, t0=7, t1=21)
+    assert res["value"] == 320 and res["before_t"] == 5 and res["after_t"] == 25
+
+
+def test_counter_delta_counter_born_during_the_run():
+    res = analysis.counter_delta([(10, 5), (15, 50), (25, 80)], t0=7, t1=21)
+    assert res["value"] == 80
+
+
+def test_counter_delta_refuses_a_scrape_after_the_next_load():
+    samples = [(0, 0), (10, 50), (25, 999)]
+    res = analysis.counter_delta(samples, t0=1, t1=21, t_next=22)
+    assert res["value"] is None and "no scrape" in res["reason"]
+
+
+def test_counter_delta_detects_a_reset():
+    res = analysis.counter_delta([(0, 100), (10, 5), (20, 50)], t0=1, t1=15)
+    assert res["value"] is None and "reset" in res["reason"]
+
+
+def test_window_rate():
+    samples = [(0, 0), (5, 100), (10, 200), (15, 300), (20, 400)]
+    assert analysis.window_rate(samples, 4, 16) == pytest.approx(20.0)
+    assert analysis.window_rate(samples, 4, 9) is None  # one scrape inside
+    assert analysis.window_rate(samples, 4, 40) is None  # scrapes span < half the window
+
+
+# ------------------------------------------------------------------ load generator
+
+
+def test_loadgen_bound_by_cpu():
+    bound, reasons = analysis.loadgen_verdict(95.0, False, 900, 1000, 90, 100)
+    assert bound and any("95 %" in r for r in reasons)
+    bound, _ = analysis.loadgen_verdict(40.0, True, 900, None, None, 100)
+    assert bound
+
+
+def test_loadgen_bound_by_shortfall_while_busy():
+    # 600/s of a 1000/s bound, Locust at 80 %, and only 60 of 100 users waiting on the server.
+    bound, reasons = analysis.loadgen_verdict(80.0, False, 600, 1000, 60, 100)
+    assert bound and "60 %" in reasons[0]
+
+
+def test_server_bound_step_is_not_blamed_on_the_load_generator():
+    # WSGI io: 20/s with 100 users all waiting on the server, Locust nearly idle.
+    bound, reasons = analysis.loadgen_verdict(5.0, False, 19.8, 20.0, 99.0, 100)
+    assert not bound and reasons == []
+    # Short of the bound, Locust busy, but every user is waiting on the server: server-bound.
+    bound, _ = analysis.loadgen_verdict(80.0, False, 600, 1000, 99, 100)
+    assert not bound
+
+
+def test_host_saturation_is_marked():
+    bound, reasons = analysis.loadgen_verdict(50.0, False, 2000, None, None, 50, 98.0)
+    assert bound and reasons[0].startswith("host CPU")
+    assert analysis.short_reason(reasons[0]) == "host CPU 98 % busy"
+
+
+# ------------------------------------------------------------------ findings
+
+
+def _step(scenario, target, users, rps, avg_ms, p95_ms, ideal=None, bound=False):
+    return {
+        "scenario": scenario,
+        "target": target,
+        "users": users,
+        "rps": rps,
+        "avg_ms": avg_ms,
+        "p50_ms": avg_ms,
+        "p95_ms": p95_ms,
+        "p99_ms": p95_ms,
+        "ideal_rps": ideal,
+        "pct_of_ideal": analysis.percent_of(rps, ideal),
+        "loadgen_bound": bound,
+        "loadgen_reasons": ["Locust used 95 % of a core"] if bound else [],
+        "loadgen": {"cpu_mean": 95.0 if bound else 10.0, "host_cpu_mean": 50.0},
+    }
+
+
+def _results():
+    steps = []
+    for users in (10, 25, 50, 100):
+        steps.append(_step("io", "wsgi", users, 19.8, users * 50.5, users * 52, 20.0))
+        asgi_rps = 99.0 * users / 10 if users < 100 else 700.0
+        steps.append(
+            _step("io", "asgi", users, asgi_rps, 101, 110, users * 10.0, bound=users == 100)
+        )
+    blocks = [
+        {
+            "scenario": "io",
+            "target": "wsgi",
+            "service": "flask",
+            "route": "/io",
+            "client": {"started": 900, "completed": 880, "gateway_error": 0},
+            "crosscheck": analysis.crosscheck(900, 880, 885),
+        },
+        {
+            "scenario": "io",
+            "target": "asgi",
+            "service": "fastapi",
+            "route": "/io",
+            "client": {"started": 9000, "completed": 8950, "gateway_error": 0},
+            "crosscheck": analysis.crosscheck(9000, 8950, 8990),
+        },
+    ]
+    return {
+        "complete": True,
+        "meta": {
+            "capacity": {"wsgi": 2, "asgi": None},
+            "options": {"warmup_s": 3.0, "measure_s": 10.0, "profile": "default"},
+            "scenario_settings": ScenarioSettings().as_dict(),
+        },
+        "steps": steps,
+        "blocks": blocks,
+        "not_applicable": [{"scenario": "ws_echo", "target": "wsgi", "reason": "ASGI only"}],
+    }
+
+
+def test_findings_are_computed_from_the_numbers():
+    results = _results()
+    found = analysis.findings(results)
+    text = "\n".join(found)
+    assert "io/WSGI: throughput stops following the users already at the lowest level" in text
+    assert "io/WSGI vs Little's law (capacity 2): 10 users 19.8/s = 99 % of 20.0/s" in text
+    # 100 users on 2 workers: W = 100 x 0.1 / 2 = 5 s; measured 5.05 s
+    assert "predicts a mean latency of 5.00 s" in text and "measured 5.05 s" in text
+    assert "io/ASGI: throughput stops following the users between 50 and 100 users" in text
+    assert "io: ASGI/WSGI throughput ratio 10 users x5.00" in text
+    assert "1 of 8 steps were limited by the load generator" in text and "io/asgi@100" in text
+    assert "2 of 2 runs within tolerance" in text
+    assert "largest count outside [completed, started]: 0" in text
+    # Changing a number changes the finding (nothing canned).
+    results["steps"][0]["rps"] = 10.0
+    assert "10 users 10.0/s = 50 % of 20.0/s" in "\n".join(analysis.findings(results))
+
+
+def test_findings_flag_short_warmup_against_queueing_time():
+    results = _results()
+    results["meta"]["options"]["warmup_s"] = 1.0
+    text = "\n".join(analysis.findings(results))
+    assert "not at steady state" in text
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def test_reports_render(tmp_path):
+    results = _results()
+    results["findings"] = analysis.findings(results)
+    paths = report.write_reports(tmp_path, results)
+    md = paths["markdown"].read_text()
+    page = paths["html"].read_text()
+    assert "## Findings" in md and "Little's law" in md and "plots/io.png" in md
+    assert "LOAD-GENERATOR BOUND" in md and "not applicable" in md
+    assert page.count("data:image/png;base64,") == 1  # one scenario -> one embedded plot
+    assert (tmp_path / "plots" / "io.png").read_bytes()[:4] == b"\x89PNG"
+    summary = report.terminal_summary(results)
+    assert "io" in summary and "Findings:" in summary
+
+
+# ------------------------------------------------------------------ options
+
+
+def test_default_and_quick_profiles_fit_their_time_budget():
+    default = parse([], environ={})
+    assert default.profile == "default" and default.url == "http://127.0.0.1:8080"
+    assert default.prometheus_url == "http://127.0.0.1:9090"
+    assert default.users["io"] == (10, 25, 50, 100)
+    # 6 minutes for the default, 90 s for quick, including pauses and report (~25 s margin).
+    assert default.estimated_seconds() <= 360 - 25
+    quick = parse(["--profile", "quick"], environ={})
+    assert quick.estimated_seconds() <= 90 - 15
+    assert set(PROFILES) == {"default", "quick"}
+
+
+def test_steps_alternate_targets_and_skip_websockets_on_wsgi():
+    opts = parse(["--scenarios", "io,ws_echo", "--users", "io=5,10;ws_echo=3"], environ={})
+    assert opts.steps() == [
+        ("io", "wsgi", 5),
+        ("io", "wsgi", 10),
+        ("io", "asgi", 5),
+        ("io", "asgi", 10),
+        ("ws_echo", "asgi", 3),
+    ]
+    assert opts.not_applicable() == [("ws_echo", "wsgi")]
+
+
+def test_environment_variables_and_flag_precedence():
+    env = {"BENCH_PROFILE": "quick", "BENCH_USERS": "3,1", "BENCH_DURATION": "4"}
+    opts = parse([], environ=env)
+    assert opts.profile == "quick" and opts.users["io"] == (1, 3) and opts.measure_s == 4
+    opts = parse(["--duration", "6", "--targets", "asgi"], environ=env)
+    assert opts.measure_s == 6 and opts.targets == ("asgi",)
+    assert parse(["--prometheus-url", "none"], environ={}).prometheus_url is None
+
+
+def test_direct_mode_bypasses_nginx():
+    opts = parse(["--direct", "wsgi=http://127.0.0.1:8001,asgi=http://127.0.0.1:8002/"], {})
+    assert opts.host("wsgi") == "http://127.0.0.1:8001"
+    assert opts.healthz_url("asgi") == "http://127.0.0.1:8002/healthz"
+    assert opts.scenario_settings("wsgi").prefix == ""
+    assert parse([], {}).scenario_settings("wsgi").prefix == "/wsgi"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--scenarios", "io,nope"], "unknown 'nope'"),
+        (["--users", "ten"], "must be integers"),
+        (["--users", "0"], "between 1 and 2000"),
+        (["--users", "io=5;bogus=3"], "SCENARIO=N"),
+        (["--targets", "cgi"], "unknown 'cgi'"),
+        (["--profile", "long"], "unknown 'long'"),
+        (["--duration", "soon"], "expected seconds"),
+        (["--url", "127.0.0.1:8080"], "expected an http:// URL"),
+        (["--scenarios", "ws_echo", "--targets", "wsgi"], "not applicable"),
+        (["--io-ms", "20000"], "between 1 and 10000"),
+        (["--frobnicate"], "unrecognized"),
+    ],
+)
+def test_bad_input_is_a_usage_error(argv, message):
+    with pytest.raises(UsageError, match=message):
+        parse(argv, environ={})
+
+
+def test_entry_point_exits_2_on_bad_input_and_unreachable_stack(tmp_path):
+    for argv, text in (
+        (["--users", "x"], "must be integers"),
+        (["--url", "http://127.0.0.1:1", "--prometheus-url", "none"], "not reachable"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "loadtests.bench", *argv, "--out", str(tmp_path / "r")],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert text in proc.stderr
+    assert not (tmp_path / "r").exists()  # nothing written
+
+
+# ------------------------------------------------------------------ scenario settings, exporter
+
+
+def test_scenario_settings_bounds_and_env():
+    assert ScenarioSettings().prefix == "/asgi"
+    with pytest.raises(ValueError):
+        ScenarioSettings(io_ms=20000)
+    with pytest.raises(ValueError):
+        ScenarioSettings(stream_events=100, stream_interval_ms=1000)
+    with pytest.raises(ValueError):
+        ScenarioSettings(target="cgi")
+    s = ScenarioSettings.from_env({"LOCUST_TARGET": "wsgi", "LOCUST_IO_MS": "250"})
+    assert (s.target, s.io_ms, s.prefix) == ("wsgi", 250, "/wsgi")
+
+
+def test_targets_and_urls():
+    assert prefix("wsgi") == "/wsgi"
+    assert not applicable("ws_chat", "wsgi") and applicable("ws_chat", "asgi")
+    assert applicable("io", "wsgi")
+    assert ws_url("http://127.0.0.1:8080/", "/asgi/ws/echo") == "ws://127.0.0.1:8080/asgi/ws/echo"
+    assert ws_url("https://h", "/x") == "wss://h/x"
+
+
+def test_step_shape_parsing():
+    assert parse_steps("10, 25,50") == [10, 25, 50]
+    with pytest.raises(ValueError):
+        parse_steps("10,x")
+    with pytest.raises(ValueError):
+        parse_steps("0")
+
+
+def test_exporter_counters_survive_stats_resets():
+    mono = _Monotonic()
+    assert mono("k", 10) == 10
+    assert mono("k", 25) == 25
+    assert mono("k", 3) == 28  # Locust reset its stats: keep counting from 25
+    assert mono("k", 7) == 32
+    assert parse_bind("127.0.0.1:9646") == ("127.0.0.1", 9646)
+    assert scrape_target("127.0.0.1:19646") == "127.0.0.1:19646"
+    with pytest.raises(ValueError):
+        parse_bind("9646")
+    assert not math.isnan(analysis.CROSSCHECK_REL_TOL)
