@@ -10,14 +10,15 @@ VENV_PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
 UV := $(VENV)/bin/uv
 STACKCTL := $(VENV_PY) -m stackctl
-# Debian packages native mode runs (the exporters feed the Grafana/Prometheus views).
-APT_PACKAGES := nginx prometheus prometheus-nginx-exporter prometheus-node-exporter
-SYSTEM_PROGRAMS := nginx prometheus promtool prometheus-nginx-exporter prometheus-node-exporter
+# Debian packages native mode runs (the exporters feed the Grafana/Prometheus views), and the
+# browser the tests open the landing page and the bench report in.
+APT_PACKAGES := nginx prometheus prometheus-nginx-exporter prometheus-node-exporter chromium
+SYSTEM_PROGRAMS := nginx prometheus promtool prometheus-nginx-exporter prometheus-node-exporter chromium
 PYTEST_ARGS ?=
 
 
 .PHONY: bench bench-quick
-.PHONY: help setup system-deps up down status logs test test-unit test-static test-integration lint format clean
+.PHONY: help setup system-deps up down reload status logs test test-unit test-static test-integration chaos lint format clean
 
 help: ## list the targets
 	@echo "gateway-lab — make targets (STACK=docker|native|auto, default auto):"
@@ -61,6 +62,9 @@ up: setup ## start the stack (Docker if an engine answers, else native) and wait
 down: ## stop everything `make up` started and free its ports
 	@if [ -x $(VENV_PY) ]; then $(STACKCTL) down; else echo "nothing to stop (no environment yet)"; fi
 
+reload: ## apply config and code changes in place: re-render, then reload nginx, Gunicorn, Uvicorn, Prometheus
+	@$(STACKCTL) reload
+
 status: ## show each component's state and health
 	@$(STACKCTL) status
 
@@ -79,16 +83,21 @@ test-static: setup ## static checks: nginx -t, promtool, compose schema, Dockerf
 test-integration: setup ## integration tests against a native stack on ports 18080, 19090, ...
 	$(VENV_PY) -m pytest -m integration $(PYTEST_ARGS)
 
+chaos: setup ## reliability tests (reload, crash, shutdown, slowloris, outage, fuzzing, limits) on their own stack, ports 28080, ...
+	$(VENV_PY) -m pytest -m reliability $(PYTEST_ARGS)
+
 bench: up ## WSGI-vs-ASGI load comparison through nginx -> reports/latest/report.html (~5 min)
 	$(VENV_PY) -m loadtests.bench
 
 bench-quick: up ## the same comparison in about 75 s (BENCH_PROFILE=quick)
 	BENCH_PROFILE=quick $(VENV_PY) -m loadtests.bench
 
-lint: setup ## ruff, hadolint and the nginx config analyser
+lint: setup ## ruff, hadolint and the nginx config analyser (gixy)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint services/*/Dockerfile $(wildcard loadtests/Dockerfile)
+	@# gixy on the rendered nginx.conf; the checks it skips, each with its reason, live in the test.
+	$(VENV_PY) -m pytest -q -p no:cacheprovider tests/static/test_nginx_config.py -k analyser
 
 format: setup ## format the Python code
 	$(VENV)/bin/ruff format .

@@ -99,6 +99,19 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
     return code
 
 
+def cmd_reload(args: argparse.Namespace, settings: Settings) -> int:
+    mode = _running_mode(settings)
+    if mode is None:
+        print(f"no stack is running here (profile {settings.profile}); start it with `make up`")
+        return 1
+    if mode == "docker":
+        return docker.reload(settings)
+    print(f"Reloading the native stack (profile {settings.profile}):", flush=True)
+    native.reload(settings)
+    print("Reloaded: the new config and code are live.")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     mode = _running_mode(settings)
     if mode == "docker":
@@ -138,11 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile",
         default=os.environ.get("STACK_PROFILE") or "default",
-        help="native profile: default (ports 8080, 9090, ...) or test (ports 18080, 19090, ...)",
+        help="native profile: default (ports 8080, 9090, ...), test (18080, 19090, ...) or "
+        "chaos (28080, 29090, ...: the reliability tests' own stack)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start the stack and wait until every component is healthy")
     commands.add_parser("down", help="stop everything `up` started and free its ports")
+    commands.add_parser(
+        "reload",
+        help="re-render the configs and reload nginx, Gunicorn, Uvicorn and Prometheus in place",
+    )
     commands.add_parser("status", help="show each component's state and health")
     logs = commands.add_parser("logs", help="show the components' logs")
     logs.add_argument("-n", "--lines", type=int, default=40)
@@ -150,7 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-HANDLERS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "logs": cmd_logs}
+HANDLERS = {
+    "up": cmd_up,
+    "down": cmd_down,
+    "reload": cmd_reload,
+    "status": cmd_status,
+    "logs": cmd_logs,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,6 +70,29 @@ def down(settings: Settings) -> int:
     return compose(settings, "down", "--remove-orphans")
 
 
+# Services reloaded in place by SIGHUP: nginx (new config, graceful worker swap), Gunicorn (new
+# workers with fresh code, old ones stopped gracefully), Uvicorn (one replacement worker at a
+# time) and Prometheus (config and rules). tini (`init: true`) passes the signal on.
+RELOADED_BY_SIGHUP = ("nginx", "flask", "fastapi", "prometheus")
+
+
+def reload(settings: Settings) -> int:
+    """Re-render the configs into the shared volume, check nginx's, then SIGHUP in place.
+
+    New *images* (a code change) need `docker compose up -d --build`, which recreates the
+    containers; nginx retries idempotent requests on the next attempt meanwhile.
+    """
+    code = compose(settings, "run", "--rm", "--no-deps", "config")
+    if code:
+        return code
+    check = ["exec", "-T", "nginx", "nginx", "-t", "-q", "-c", "/rendered/nginx/nginx.conf"]
+    code = compose(settings, *check)
+    if code:
+        print("nginx refuses the re-rendered config; nothing was reloaded")
+        return code
+    return compose(settings, "kill", "-s", "HUP", *RELOADED_BY_SIGHUP)
+
+
 def status(settings: Settings) -> int:
     return compose(settings, "ps")
 

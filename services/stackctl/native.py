@@ -8,11 +8,15 @@ log file and a health URL under one state directory (``.run/<profile>``).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import pwd
 import shutil
+import signal
+import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,8 +30,16 @@ from stackctl.settings import Settings
 
 HEALTH_TIMEOUT_S = 60.0
 TARGETS_UP_TIMEOUT_S = 30.0
-# Longer than Gunicorn's and Uvicorn's 30 s graceful timeout, so in-flight requests can finish.
+# Longer than Gunicorn's and Uvicorn's 30 s graceful timeout (and nginx's worker_shutdown_timeout),
+# so in-flight requests can finish.
 STOP_GRACE_S = 35.0
+# How long `reload` waits for the servers to have replaced their workers.
+RELOAD_TIMEOUT_S = 60.0
+# Clients that the per-client rate and connection limits never apply to (one CIDR). Natively the
+# test suite and `make bench` run from 127.0.0.1, so that address is exempt; any other loopback
+# address (127.0.0.2, ...) is limited like a remote client. RATE_LIMIT_EXEMPT overrides it;
+# 0.0.0.0/32 (an address no client has) exempts nobody.
+DEFAULT_RATE_LIMIT_EXEMPT = "127.0.0.1/32"
 
 
 class NativeStackError(RuntimeError):
@@ -88,9 +100,8 @@ def _nginx_worker_dir(settings: Settings) -> tuple[Path, str]:
 def _prepare_nginx(settings: Settings) -> tuple[Path, dict[str, str]]:
     run_dir, user_directive = _nginx_worker_dir(settings)
     html_dir = run_dir / "html"
-    if html_dir.exists():
-        shutil.rmtree(html_dir)
-    shutil.copytree(settings.repo_root / "nginx" / "html", html_dir)
+    # Copied over in place (never removed first): `reload` re-renders while nginx serves.
+    shutil.copytree(settings.repo_root / "nginx" / "html", html_dir, dirs_exist_ok=True)
     run_dir.chmod(0o755)
     for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run_dir / temp).mkdir(parents=True, exist_ok=True)
@@ -109,8 +120,19 @@ def _prepare_nginx(settings: Settings) -> tuple[Path, dict[str, str]]:
         "NGINX_STATUS_ALLOW": "127.0.0.1",
         "WSGI_UPSTREAM": settings.address("wsgi"),
         "ASGI_UPSTREAM": settings.address("asgi"),
+        "RATE_LIMIT_EXEMPT": rate_limit_exempt(settings),
     }
     return run_dir, values
+
+
+def rate_limit_exempt(settings: Settings) -> str:
+    raw = settings.environ.get("RATE_LIMIT_EXEMPT") or DEFAULT_RATE_LIMIT_EXEMPT
+    try:
+        return str(ipaddress.ip_network(raw.strip(), strict=False))
+    except ValueError:
+        raise NativeStackError(
+            f"RATE_LIMIT_EXEMPT must be one IPv4/IPv6 address or CIDR, got {raw!r}"
+        ) from None
 
 
 def prometheus_values(settings: Settings) -> dict[str, str]:
@@ -343,18 +365,49 @@ def _wait_targets_up(settings: Settings, say: Printer) -> None:
     say(f"  WARNING: Prometheus targets not up yet: {', '.join(down) or 'none discovered'}")
 
 
+# The order `down` stops things in: each stage is stopped together, stages one after another.
+# nginx first, gracefully (SIGQUIT): it closes its listeners and finishes every request in flight,
+# which needs the services still up. FastAPI is stopped beside it, so its open WebSockets get a
+# 1012 close frame (uvicorn's shutdown) through nginx instead of holding nginx until its
+# worker_shutdown_timeout; uvicorn itself finishes the HTTP requests it holds. Gunicorn goes last:
+# its sync workers serve one request at a time and the rest wait in its listen backlog, which a
+# stopping master drops, so it must only stop once nginx has nothing left to send it.
+STOP_STAGES: tuple[tuple[str, ...], ...] = (
+    ("prometheus", "node-exporter", "nginx-exporter"),
+    ("nginx", "fastapi"),
+    ("flask",),
+)
+STOP_SIGNALS: dict[str, signal.Signals] = {"nginx": signal.SIGQUIT}
+
+
+def _stop_one(settings: Settings, name: str, say: Printer) -> None:
+    pid_path = settings.pids_dir / f"{name}.pid"
+    record = processes.read_pid(pid_path)
+    if processes.is_alive(record):
+        assert record is not None
+        killed = processes.stop_group(
+            record, grace_s=STOP_GRACE_S, stop_signal=STOP_SIGNALS.get(name, signal.SIGTERM)
+        )
+        say(f"  {name:<15} stopped" + (" (killed after grace period)" if killed else ""))
+    else:
+        say(f"  {name:<15} was not running")
+    pid_path.unlink(missing_ok=True)
+
+
 def down(settings: Settings, say: Printer = print) -> None:
-    names = [path.stem for path in sorted(settings.pids_dir.glob("*.pid"))]
-    order = ["prometheus", "node-exporter", "nginx-exporter", "nginx", "fastapi", "flask"]
-    for name in sorted(names, key=lambda n: order.index(n) if n in order else -1):
-        pid_path = settings.pids_dir / f"{name}.pid"
-        record = processes.read_pid(pid_path)
-        if processes.is_alive(record):
-            killed = processes.stop_group(record, grace_s=STOP_GRACE_S)
-            say(f"  {name:<15} stopped" + (" (killed after grace period)" if killed else ""))
-        else:
-            say(f"  {name:<15} was not running")
-        pid_path.unlink(missing_ok=True)
+    names = {path.stem for path in settings.pids_dir.glob("*.pid")}
+    staged = {name for stage in STOP_STAGES for name in stage}
+    stages = [tuple(sorted(names - staged)), *STOP_STAGES]
+    for stage in stages:
+        threads = [
+            threading.Thread(target=_stop_one, args=(settings, name, say))
+            for name in stage
+            if name in names
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     busy = [
         f"{port} ({name})"
         for name, port in settings.ports.items()
@@ -362,6 +415,88 @@ def down(settings: Settings, say: Printer = print) -> None:
     ]
     if busy:
         raise NativeStackError(f"ports still in use after stopping: {', '.join(busy)}")
+
+
+def _check_nginx_config(settings: Settings, nginx_conf: Path, run_dir: Path) -> None:
+    result = subprocess.run(
+        [
+            find_program("nginx"),
+            "-t",
+            "-q",
+            "-p",
+            str(run_dir),
+            "-e",
+            str(settings.logs_dir / "nginx-error.log"),
+            "-c",
+            str(nginx_conf),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if result.returncode != 0:
+        raise NativeStackError(
+            f"the re-rendered nginx config is refused; nothing was reloaded:\n{result.stderr}"
+        )
+
+
+def reload(settings: Settings, say: Printer = print) -> None:
+    """Apply config and code changes without dropping traffic.
+
+    Re-renders the configs (refusing to go on if `nginx -t` rejects them), then:
+    nginx SIGHUP (new workers with the new config; old ones finish their requests, bounded by
+    worker_shutdown_timeout), Gunicorn SIGHUP (re-reads gunicorn.conf.py, starts new workers that
+    import the code afresh, then stops the old ones gracefully), Uvicorn SIGHUP (its supervisor
+    starts a replacement for each worker and waits until it serves before stopping the old one,
+    whose WebSockets are closed with 1012 "service restart"), Prometheus SIGHUP (re-reads its
+    config and rules). Returns once the servers have replaced their workers and answer again.
+    Worker counts and addresses are read at start: changing those needs `make down up`.
+    """
+    stack = {component.name: component for component in components(settings)}
+    nginx_conf = settings.config_dir / "nginx.conf"
+    nginx_argv = stack["nginx"].argv
+    _check_nginx_config(settings, nginx_conf, Path(nginx_argv[nginx_argv.index("-p") + 1]))
+    old_workers: dict[str, set[int]] = {}
+    for name in ("nginx", "flask", "fastapi", "prometheus"):
+        record = processes.read_pid(stack[name].pid_path(settings))
+        if not processes.is_alive(record):
+            raise NativeStackError(f"{name} is not running; start the stack with `make up`")
+        assert record is not None
+        old_workers[name] = workers(record.pid)
+        processes.signal_process(record, signal.SIGHUP)
+        say(f"  {name:<15} SIGHUP sent (pid {record.pid})")
+    _wait_workers_replaced(settings, stack, old_workers, say)
+    _wait_healthy(list(stack.values()), settings, say)
+
+
+def workers(master_pid: int) -> set[int]:
+    """Worker pids of a server's master (Uvicorn's multiprocessing resource tracker left out)."""
+    return processes.children(master_pid, skip=("resource_tracker",))
+
+
+def _wait_workers_replaced(
+    settings: Settings,
+    stack: dict[str, Component],
+    old_workers: dict[str, set[int]],
+    say: Printer,
+) -> None:
+    """Wait until Gunicorn's and Uvicorn's old workers are gone and as many new ones run."""
+    deadline = time.monotonic() + RELOAD_TIMEOUT_S
+    for name in ("flask", "fastapi"):
+        record = processes.read_pid(stack[name].pid_path(settings))
+        assert record is not None
+        old = old_workers[name]
+        while True:
+            current = workers(record.pid)
+            if current and not current & old and len(current) >= len(old):
+                say(f"  {name:<15} workers replaced: {sorted(old)} -> {sorted(current)}")
+                break
+            if time.monotonic() > deadline:
+                raise NativeStackError(
+                    f"{name} did not replace its workers within {RELOAD_TIMEOUT_S:.0f} s "
+                    f"(old {sorted(old)}, now {sorted(current)}); see `make logs`"
+                )
+            time.sleep(0.2)
 
 
 @dataclass(frozen=True)

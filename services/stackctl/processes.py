@@ -72,12 +72,18 @@ def spawn(argv: list[str], *, env: dict[str, str], log_path: Path, cwd: Path) ->
     return process.pid
 
 
-def stop_group(record: PidRecord, *, grace_s: float) -> bool:
-    """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL. True if it had to kill."""
+def stop_group(
+    record: PidRecord, *, grace_s: float, stop_signal: signal.Signals = signal.SIGTERM
+) -> bool:
+    """Signal the process group (SIGTERM unless told), wait up to ``grace_s``, then SIGKILL.
+
+    True if it had to kill. nginx is stopped with SIGQUIT: its graceful shutdown (SIGTERM is
+    nginx's *fast* shutdown, which drops the requests in flight).
+    """
     if not is_alive(record):
         return False
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(record.pid, signal.SIGTERM)
+        os.killpg(record.pid, stop_signal)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
         _reap(record.pid)
@@ -92,6 +98,34 @@ def stop_group(record: PidRecord, *, grace_s: float) -> bool:
             break
         time.sleep(0.1)
     return True
+
+
+def signal_process(record: PidRecord | None, sig: signal.Signals) -> bool:
+    """Send ``sig`` to the one process ``record`` names (not its group); False if it is gone."""
+    if not is_alive(record):
+        return False
+    assert record is not None
+    try:
+        os.kill(record.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def children(pid: int, *, skip: tuple[str, ...] = ()) -> set[int]:
+    """Live (non-zombie) child pids of ``pid``, from /proc; ``skip``: command-line substrings."""
+    found: set[int] = set()
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_path.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != pid or fields[0] == "Z":
+                continue
+            cmdline = (stat_path.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+        if not any(part in cmdline for part in skip):
+            found.add(int(stat_path.parent.name))
+    return found
 
 
 def _reap(pid: int) -> None:

@@ -1,7 +1,9 @@
 """Addresses and paths of one native stack.
 
-Two profiles share the same layout: ``default`` (what ``make up`` runs) and ``test`` (what
-``make test`` starts, on ports 10000 higher, so a running demo and the test suite never collide).
+Three profiles share the same layout: ``default`` (what ``make up`` runs), ``test`` (what
+``make test`` starts, on ports 10000 higher, so a running demo and the test suite never collide)
+and ``chaos`` (the reliability tests' own stack, ports 20000 higher, below Linux's ephemeral
+range: those tests stop, kill and reload its processes, so they never touch the shared stack).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ BASE_PORTS: dict[str, int] = {
     "node_exporter": 9100,
     "locust_metrics": 9646,
 }
-PROFILE_PORT_OFFSETS: dict[str, int] = {"default": 0, "test": 10000}
+PROFILE_PORT_OFFSETS: dict[str, int] = {"default": 0, "test": 10000, "chaos": 20000}
 # Only the two ports a user looks at may be moved from the environment, like in Docker mode.
 PORT_OVERRIDES: dict[str, str] = {"public": "HTTP_PORT", "prometheus": "PROMETHEUS_PORT"}
 HOST = "127.0.0.1"

@@ -1,0 +1,273 @@
+"""Bad input, through nginx: generated requests for every endpoint never get a 5xx.
+
+Schemathesis generates requests from FastAPI's own OpenAPI document (fetched from the running
+stack); each generated request is sent to both services (`/asgi/...` and `/wsgi/...`, the same
+surface), which must answer alike and never with a server error. Then every numeric parameter is
+probed at and around its bounds, and malformed WebSocket handshakes are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.core import NOT_SET
+
+from gateway_common import validation
+from gateway_common.errors import ApiError
+from tests.conftest import StackHandle
+from tests.reliability.harness import report
+
+pytestmark = pytest.mark.reliability
+
+EXAMPLES_PER_OPERATION = 40
+ASGI_ONLY = {"/io/blocking", "/io/threadpool"}
+# Valid values are made cheap before sending, so a generated "ms=9999" does not wait 10 s.
+CHEAP = {"ms": 20, "n": 1000, "events": 2, "interval_ms": 10}
+INTEGER = re.compile(r"^[+-]?[0-9]{1,12}$")
+
+
+def _cheapen(query: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not query:
+        return query
+    cheap = dict(query)
+    for name, cap in CHEAP.items():
+        value = cheap.get(name)
+        if isinstance(value, str) and INTEGER.fullmatch(value) and int(value) > cap:
+            cheap[name] = str(cap)
+    return cheap
+
+
+def _encode(body: Any, media: str) -> bytes:
+    """A generated body as bytes (negative cases may mix bytes in, or use another media type)."""
+    if isinstance(body, bytes):
+        return body
+    if "json" in media:
+        return json.dumps(
+            body, default=lambda o: o.decode("latin-1") if isinstance(o, bytes) else str(o)
+        ).encode()
+    return str(body).encode()
+
+
+def _check_error_shape(response: httpx.Response) -> None:
+    assert response.headers.get("content-type", "").startswith("application/json"), response.text
+    error = response.json()["error"]
+    assert error["status"] == response.status_code
+    assert isinstance(error["code"], str) and isinstance(error["message"], str)
+
+
+def _fuzz(
+    client: httpx.Client,
+    operation: Any,
+    mode: schemathesis.GenerationMode,
+    seen: dict[int, int],
+    divergent: list[str],
+) -> None:
+    """Send EXAMPLES_PER_OPERATION generated requests of `operation` to both services.
+
+    POSITIVE cases fit the schema; NEGATIVE ones break it on purpose (wrong types, missing or
+    extra fields, bad media types).
+    """
+    path = operation.path
+
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def send(case: Any) -> None:
+        request: dict[str, Any] = {"params": _cheapen(case.query)}
+        if case.body is not NOT_SET:
+            media = case.media_type or "application/json"
+            request["content"] = _encode(case.body, media)
+            request["headers"] = {"content-type": media}
+        answers = {}
+        for prefix in ("asgi", "wsgi"):
+            response = client.request(
+                operation.method.upper(), f"/{prefix}{case.formatted_path}", **request
+            )
+            assert response.status_code < 500, (prefix, request, response.text)
+            if response.status_code >= 400:
+                _check_error_shape(response)
+            answers[prefix] = response.status_code
+        seen[answers["asgi"]] = seen.get(answers["asgi"], 0) + 1
+        if path in ASGI_ONLY:
+            assert answers["wsgi"] == 404
+        elif answers["asgi"] != answers["wsgi"]:
+            divergent.append(f"{path} {request}: {answers}")
+
+    try:
+        send()
+    except Unsatisfiable:
+        # No negative case exists for an operation without parameters or body (/healthz).
+        assert mode is schemathesis.GenerationMode.NEGATIVE
+
+
+def test_generated_requests_never_get_a_server_error(chaos_stack: StackHandle):
+    stack = chaos_stack
+    document = httpx.get(f"{stack.public_url}/asgi/openapi.json", timeout=10).json()
+    schema = schemathesis.openapi.from_dict(document)
+    stats: dict[str, dict[int, int]] = {}
+    divergent: list[str] = []
+
+    with httpx.Client(base_url=stack.public_url, timeout=30) as client:
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            seen = stats.setdefault(f"{operation.method.upper()} {operation.path}", {})
+            for mode in schemathesis.GenerationMode:
+                _fuzz(client, operation, mode, seen, divergent)
+
+    total = sum(sum(v.values()) for v in stats.values())
+    report(
+        f"fuzzing through nginx (schemathesis from /asgi/openapi.json, up to "
+        f"{EXAMPLES_PER_OPERATION} positive and {EXAMPLES_PER_OPERATION} negative examples per "
+        "operation, each sent to /asgi and /wsgi)",
+        f"{total} generated requests x 2 services, 0 server errors; statuses per operation:",
+        *(f"  {name}: {dict(sorted(counts.items()))}" for name, counts in stats.items()),
+    )
+    assert not divergent
+
+
+# Every numeric parameter, at and around its bounds, with the oddities a parser may trip on.
+NUMERIC = [
+    # (path, parameter, the other parameters, low, high, high is cheap to run)
+    ("/io", "ms", {}, validation.IO_MS_MIN, validation.IO_MS_MAX, False),
+    ("/cpu", "n", {}, validation.CPU_N_MIN, validation.CPU_N_MAX, False),
+    ("/stream", "events", {"interval_ms": "0"}, 1, validation.STREAM_EVENTS_MAX, True),
+    ("/stream", "interval_ms", {"events": "1"}, 0, validation.STREAM_INTERVAL_MS_MAX, True),
+]
+ODD_VALUES = [" 5", "5 ", "+5", "05", "-0", "5.0", "1e3", "0x10", "", "٥", "5\n", "9" * 13, "5%00"]
+
+
+def _oracle(name: str, raw: str, low: int, high: int) -> int:
+    try:
+        validation.int_param(name, [raw], low, high)
+    except ApiError:
+        return 400
+    return 200
+
+
+@pytest.mark.parametrize(("path", "name", "others", "low", "high", "high_cheap"), NUMERIC)
+def test_every_numeric_parameter_is_bounded(
+    chaos_stack: StackHandle, path, name, others, low, high, high_cheap
+):
+    values = [str(low - 1), str(low), str(high + 1), str(-(10**12)), *ODD_VALUES]
+    if high_cheap:
+        values.append(str(high))
+    outcomes: list[str] = []
+    with httpx.Client(base_url=chaos_stack.public_url, timeout=30) as client:
+        for prefix in ("asgi", "wsgi"):
+            for raw in values:
+                response = client.get(f"/{prefix}{path}", params={**others, name: raw})
+                expected = _oracle(name, raw, low, high)
+                assert response.status_code == expected, (prefix, raw, response.text)
+                if expected == 400:
+                    _check_error_shape(response)
+                    assert response.json()["error"]["field"] == name
+                outcomes.append(f"{raw!r}->{response.status_code}")
+            repeated = client.get(f"/{prefix}{path}", params=[(name, str(low)), (name, str(low))])
+            assert repeated.status_code == 400
+    report(
+        f"bounds of {path}?{name} ({low}..{high}), both services",
+        ", ".join(outcomes[: len(values)]),
+    )
+
+
+HANDSHAKES = {
+    "no Sec-WebSocket-Key": (
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13"
+    ),
+    "bad Sec-WebSocket-Key": (
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: not-base64!\r\n"
+        "Sec-WebSocket-Version: 13"
+    ),
+    "unsupported version 8": (
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8"
+    ),
+    "no Upgrade header": "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    "upgrade to something else": (
+        "Upgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13"
+    ),
+}
+
+
+@pytest.mark.parametrize("target", ["/asgi/ws/echo", "/asgi/ws/chat?room=ok", "/wsgi/ws/echo"])
+def test_malformed_websocket_handshakes_are_refused(chaos_stack: StackHandle, target: str):
+    port = chaos_stack.settings.ports["public"]
+    seen = {}
+    for name, headers in HANDSHAKES.items():
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"GET {target} HTTP/1.1\r\nHost: lab\r\n{headers}\r\n\r\n".encode())
+            status_line = sock.recv(4096).split(b"\r\n", 1)[0].decode()
+        status = int(status_line.split()[1])
+        seen[name] = status
+        assert 400 <= status < 500, (name, status_line)
+    report(f"malformed WebSocket handshakes on {target}", str(seen))
+
+
+OVERSIZE = {
+    "request line over 4 KiB": (
+        "GET /wsgi/io?ms=" + "9" * 5000 + " HTTP/1.1\r\nHost: lab\r\n\r\n",
+        414,
+        "uri_too_long",
+    ),
+    "header over 4 KiB": (
+        "GET /asgi/hello HTTP/1.1\r\nHost: lab\r\nX-Big: " + "a" * 5000 + "\r\n\r\n",
+        400,
+        "header_too_large",
+    ),
+    "garbage request line": ("GARBAGE\r\n\r\n", 400, "bad_request"),
+    "Content-Length and Transfer-Encoding together (smuggling)": (
+        "POST /wsgi/echo HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\n"
+        "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+        "bad_request",
+    ),
+    "internal error page asked for directly": (
+        "GET /_errors/414.json HTTP/1.1\r\nHost: lab\r\n\r\n",
+        404,
+        "not_found",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", OVERSIZE)
+def test_malformed_and_oversize_requests_get_the_json_error_shape_from_nginx(
+    chaos_stack: StackHandle, name: str
+):
+    raw, status, code = OVERSIZE[name]
+    with socket.create_connection(("127.0.0.1", chaos_stack.settings.ports["public"]), 10) as sock:
+        sock.sendall(raw.encode())
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.decode().partition("\r\n\r\n")
+    assert int(head.split()[1]) == status, head
+    assert "content-type: application/json" in head.lower()
+    assert json.loads(body)["error"] == {"status": status, "code": code, "message": ANY_STR}
+
+
+class _AnyStr(str):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(other)
+
+    __hash__ = str.__hash__
+
+
+ANY_STR = _AnyStr()
