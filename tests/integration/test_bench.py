@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.bench import analysis
+from tests.browser import BROKEN_IMAGES_JS, PageProblems, chromium
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,3 +146,18 @@ def test_client_and_server_counts_agree(bench_run):
         assert check["tolerance"] == max(
             analysis.CROSSCHECK_ABS_TOL, analysis.CROSSCHECK_REL_TOL * check["client_completed"]
         )
+
+
+def test_report_html_is_self_contained_and_every_plot_renders_in_a_browser(bench_run):
+    report_html = bench_run["run_dir"] / "report.html"
+    with chromium() as browser:
+        page = browser.new_page()
+        problems = PageProblems()
+        problems.watch(page)
+        page.goto(report_html.as_uri(), wait_until="load")
+        assert page.locator("img").count() >= 4  # io, cpu, hello, stream at least
+        assert page.evaluate(BROKEN_IMAGES_JS) == []
+        assert problems.all() == [], problems
+        # Self-contained: nothing but the file itself and its embedded images is fetched.
+        fetched = [url for url in problems.requested_urls if not url.startswith("data:")]
+        assert fetched == [report_html.as_uri()]
