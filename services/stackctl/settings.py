@@ -75,8 +75,9 @@ def load_settings(profile: str = "default", environ: dict[str, str] | None = Non
         raise SettingsError(f"unknown profile {profile!r}; expected one of: {known}")
     offset = PROFILE_PORT_OFFSETS[profile]
     if env.get("STACK_PORT_OFFSET"):
-        # Moves a whole profile, e.g. to run two test sessions side by side on one machine.
-        offset = _parse_offset(env["STACK_PORT_OFFSET"])
+        # Shifts every profile alike (they stay apart), e.g. to run two test sessions side by
+        # side on one machine.
+        offset += _parse_offset(env["STACK_PORT_OFFSET"], profile_offset=offset)
     ports = {name: port + offset for name, port in BASE_PORTS.items()}
     if profile == "default":
         for name, variable in PORT_OVERRIDES.items():
@@ -91,8 +92,8 @@ def load_settings(profile: str = "default", environ: dict[str, str] | None = Non
     return Settings(profile=profile, ports=ports, state_dir=state_dir, environ=env)
 
 
-def _parse_offset(raw: str) -> int:
-    highest = max(BASE_PORTS.values())
+def _parse_offset(raw: str, profile_offset: int) -> int:
+    highest = max(BASE_PORTS.values()) + profile_offset
     try:
         offset = int(raw)
     except ValueError:

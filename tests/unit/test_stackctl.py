@@ -65,9 +65,10 @@ def test_port_overrides_are_validated():
         load_settings("default", {"PROMETHEUS_PORT": "70000"})
     with pytest.raises(SettingsError, match="both listen on port 8081"):
         load_settings("default", {"HTTP_PORT": "8081"})
-    assert load_settings("test", {"STACK_PORT_OFFSET": "50000"}).ports["public"] == 58080
+    assert load_settings("test", {"STACK_PORT_OFFSET": "2000"}).ports["public"] == 20080
+    assert load_settings("chaos", {"STACK_PORT_OFFSET": "2000"}).ports["public"] == 30080
     with pytest.raises(SettingsError, match="STACK_PORT_OFFSET must be between"):
-        load_settings("test", {"STACK_PORT_OFFSET": "60000"})
+        load_settings("test", {"STACK_PORT_OFFSET": "50000"})
     with pytest.raises(SettingsError, match="unknown profile"):
         load_settings("staging", {})
 
