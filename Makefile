@@ -17,7 +17,7 @@ SYSTEM_PROGRAMS := nginx prometheus promtool prometheus-nginx-exporter prometheu
 PYTEST_ARGS ?=
 
 
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick locust reload chaos
 .PHONY: help setup system-deps up down reload status logs test test-unit test-static test-integration chaos lint format clean
 
 help: ## list the targets
@@ -91,6 +91,11 @@ bench: up ## WSGI-vs-ASGI load comparison through nginx -> reports/latest/report
 
 bench-quick: up ## the same comparison in about 75 s (BENCH_PROFILE=quick)
 	BENCH_PROFILE=quick $(VENV_PY) -m loadtests.bench
+
+locust: up ## Locust web UI on 127.0.0.1:8089, distributed: one master + LOCUST_WORKERS (default one per core)
+	PROMETHEUS_TARGETS_DIR=$(CURDIR)/.run/default/prometheus-targets $(VENV)/bin/locust \
+	  -f loadtests/locustfile.py --host http://127.0.0.1:$${HTTP_PORT:-8080} \
+	  --web-host 127.0.0.1 --processes $${LOCUST_WORKERS:--1} --target $${LOCUST_TARGET:-asgi}
 
 lint: setup ## ruff, hadolint and the nginx config analyser (gixy)
 	$(VENV)/bin/ruff check .
