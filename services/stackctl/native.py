@@ -213,17 +213,7 @@ def components(settings: Settings) -> list[Component]:
         ),
         Component(
             name="nginx",
-            argv=[
-                find_program("nginx"),
-                "-p",
-                str(nginx_run_dir),
-                "-e",
-                str(settings.logs_dir / "nginx-error.log"),
-                "-c",
-                str(nginx_conf),
-                "-g",
-                "daemon off;",
-            ],
+            argv=nginx_command(settings, nginx_conf, nginx_run_dir, "-g", "daemon off;"),
             health_url=settings.url("nginx_status", "/healthz"),
             port_names=("public", "nginx_status"),
             env=plain_env,
@@ -417,19 +407,24 @@ def down(settings: Settings, say: Printer = print) -> None:
         raise NativeStackError(f"ports still in use after stopping: {', '.join(busy)}")
 
 
+def nginx_command(settings: Settings, nginx_conf: Path, run_dir: Path, *extra: str) -> list[str]:
+    """nginx pointed at the rendered config, its run directory and the stack's error log."""
+    error_log = settings.logs_dir / "nginx-error.log"
+    return [
+        find_program("nginx"),
+        "-p",
+        str(run_dir),
+        "-e",
+        str(error_log),
+        "-c",
+        str(nginx_conf),
+        *extra,
+    ]
+
+
 def _check_nginx_config(settings: Settings, nginx_conf: Path, run_dir: Path) -> None:
     result = subprocess.run(
-        [
-            find_program("nginx"),
-            "-t",
-            "-q",
-            "-p",
-            str(run_dir),
-            "-e",
-            str(settings.logs_dir / "nginx-error.log"),
-            "-c",
-            str(nginx_conf),
-        ],
+        nginx_command(settings, nginx_conf, run_dir, "-t", "-q"),
         capture_output=True,
         text=True,
         timeout=30,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -32,6 +31,7 @@ import httpx
 import pytest
 import websockets
 
+from monitoring.grafana import build_dashboards as builder
 from tests.conftest import StackHandle
 
 pytestmark = pytest.mark.integration
@@ -44,20 +44,6 @@ TRAFFIC_MAX_S = 180  # hard bound of the background traffic, whatever happens
 LOCUST_RUN_TIME_S = 150  # hard bound of the Locust run (it is stopped as soon as we are done)
 DATA_TIMEOUT_S = 90  # for the first scrapes and rule evaluations to carry the traffic
 EMPTY_RETRY_S = 30  # extra time for a query that is still empty after that
-
-
-def load_builder():
-    """monitoring/grafana/build_dashboards.py (not a package: loaded from its path)."""
-    name = "gateway_lab_build_dashboards"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, GRAFANA_DIR / "build_dashboards.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # before exec: dataclasses look their module up
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-builder = load_builder()
 
 
 # ---- traffic ------------------------------------------------------------------------------

@@ -13,16 +13,16 @@ Whether each query returns data is tests/integration/test_dashboard_queries.py's
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from monitoring.grafana import build_dashboards as builder
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA_DIR = ROOT / "monitoring" / "grafana"
@@ -40,20 +40,6 @@ HOME_DASHBOARD = "wsgi-vs-asgi.json"
 RECORDED_NAME = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
 
 pytestmark = pytest.mark.static
-
-
-def load_builder():
-    """monitoring/grafana/build_dashboards.py (not a package: loaded from its path)."""
-    name = "gateway_lab_build_dashboards"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, GRAFANA_DIR / "build_dashboards.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # before exec: dataclasses look their module up
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-builder = load_builder()
 
 
 @pytest.fixture(scope="module")

@@ -37,16 +37,7 @@ def test_nginx_accepts_the_rendered_config(rendered):
     nginx_conf, run_dir, settings = rendered
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        [
-            native.find_program("nginx"),
-            "-t",
-            "-p",
-            str(run_dir),
-            "-e",
-            str(settings.logs_dir / "nginx-error.log"),
-            "-c",
-            str(nginx_conf),
-        ],
+        native.nginx_command(settings, nginx_conf, run_dir, "-t"),
         capture_output=True,
         text=True,
         timeout=30,
