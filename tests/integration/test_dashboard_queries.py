@@ -280,7 +280,12 @@ def test_every_dashboard_query_returns_data_on_the_native_stack(stack: StackHand
             results.update(evaluate(stack, retry))
 
         # While the sockets are still open: the gauges see them.
-        open_sockets = stack.query('sum(service_route:websocket_connections:sum{route="/ws/chat"})')
+        # Polled: on a busy 2-core machine one slow scrape can leave the series briefly stale.
+        open_sockets = stack.wait_for(
+            'sum(service_route:websocket_connections:sum{route="/ws/chat"})',
+            lambda r: bool(r) and float(r[0]["value"][1]) >= Traffic.CHAT_SOCKETS,
+            timeout_s=20,
+        )
         in_flight = stack.query("service:http_requests_in_progress:sum")
 
     failed = {q: r for q, r in results.items() if not isinstance(r, list)}
