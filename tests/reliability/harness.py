@@ -86,6 +86,7 @@ class Sample:
     path: str
     status: int | None  # None: no HTTP answer (connection error, timeout)
     error: str | None = None
+    retried: bool = False  # sent again after the server closed an idle keep-alive connection
 
 
 @dataclass
@@ -119,6 +120,9 @@ class Window:
             key = str(s.status) if s.status is not None else (s.error or "error")
             statuses[key] = statuses.get(key, 0) + 1
         spread = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
+        retried = sum(1 for s in self.samples if s.retried)
+        if retried:
+            spread += f"; {retried} resent after a keep-alive close"
         return (
             f"{self.sent} sent, {len(self.failed)} failed ({spread}); latency "
             f"p50 {self.percentile(0.5) * 1000:.1f} ms, p95 {self.percentile(0.95) * 1000:.1f} ms, "
@@ -161,13 +165,29 @@ class Load:
                 path = self.paths[index % len(self.paths)]
                 index += 1
                 started = time.monotonic()
-                try:
-                    status, error = c.get(path).status_code, None
-                except httpx.HTTPError as exc:
-                    status, error = None, type(exc).__name__
-                sample = Sample(started, time.monotonic() - started, path, status, error)
+                status, error, retried = self._get(c, path)
+                sample = Sample(started, time.monotonic() - started, path, status, error, retried)
                 with self._lock:
                     self.samples.append(sample)
+
+    @staticmethod
+    def _get(client: httpx.Client, path: str) -> tuple[int | None, str | None, bool]:
+        """GET `path` as a compliant HTTP/1.1 client does (RFC 9112, section 9.3.1).
+
+        A server may close an idle keep-alive connection just as the next request goes out on
+        it (nginx does so for every idle connection of an old worker on reload). The request
+        got no answer at all, so a client resends an idempotent one once, on a new connection,
+        as browsers do. Any other error, or a second failure, counts as failed.
+        """
+        for attempt in range(2):
+            try:
+                return client.get(path).status_code, None, attempt > 0
+            except httpx.RemoteProtocolError as exc:
+                if attempt or "without sending a response" not in str(exc):
+                    return None, type(exc).__name__, attempt > 0
+            except httpx.HTTPError as exc:
+                return None, type(exc).__name__, attempt > 0
+        raise AssertionError("unreachable")
 
     def __enter__(self) -> Load:
         self.marks["start"] = time.monotonic()
