@@ -88,6 +88,18 @@ def colour_overrides(colours: dict[str, str], suffix: str = "") -> list[dict]:
     ]
 
 
+def reference_line(matcher: str, pattern: str, *extra: dict) -> dict:
+    """A dashed, unfilled series: a bound (capacity, total) drawn next to what it bounds."""
+    return {
+        "matcher": {"id": matcher, "options": pattern},
+        "properties": [
+            *extra,
+            {"id": "custom.fillOpacity", "value": 0},
+            {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+        ],
+    }
+
+
 def thresholds(*steps: tuple[float | None, str]) -> dict:
     return {
         "mode": "absolute",
@@ -360,15 +372,7 @@ def host_panels() -> list[dict]:
             ),
             unit="bytes",
             w=6,
-            overrides=[
-                {
-                    "matcher": {"id": "byName", "options": "total"},
-                    "properties": [
-                        {"id": "custom.fillOpacity", "value": 0},
-                        {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
-                    ],
-                }
-            ],
+            overrides=[reference_line("byName", "total")],
         ),
         timeseries(
             "Container CPU (Docker mode only, cAdvisor)",
@@ -474,14 +478,11 @@ def wsgi_vs_asgi() -> dict:
             repeat="service",
             h=9,
             overrides=[
-                {
-                    "matcher": {"id": "byName", "options": "capacity"},
-                    "properties": [
-                        {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}},
-                        {"id": "custom.fillOpacity", "value": 0},
-                        {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
-                    ],
-                }
+                reference_line(
+                    "byName",
+                    "capacity",
+                    {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}},
+                )
             ],
         ),
         timeseries(
@@ -842,15 +843,7 @@ def load_test() -> dict:
                 ),
                 ("service:server_worker_capacity:max", "{{interface}} capacity ({{service}})"),
             ),
-            overrides=[
-                {
-                    "matcher": {"id": "byRegexp", "options": ".*capacity.*"},
-                    "properties": [
-                        {"id": "custom.fillOpacity", "value": 0},
-                        {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
-                    ],
-                }
-            ],
+            overrides=[reference_line("byRegexp", ".*capacity.*")],
         ),
         timeseries(
             "Requests/s: client vs server",
