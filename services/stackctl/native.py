@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stackctl import processes
-from stackctl.render import render_file
+from stackctl.render import render_file, static_discovery
 from stackctl.settings import Settings
 
 HEALTH_TIMEOUT_S = 60.0
@@ -138,11 +138,11 @@ def rate_limit_exempt(settings: Settings) -> str:
 def prometheus_values(settings: Settings) -> dict[str, str]:
     return {
         "PROMETHEUS_SELF_TARGET": settings.address("prometheus"),
-        "WSGI_METRICS_TARGET": settings.address("wsgi_metrics"),
-        "ASGI_METRICS_TARGET": settings.address("asgi_metrics"),
+        "WSGI_METRICS_DISCOVERY": static_discovery(settings.address("wsgi_metrics")),
+        "ASGI_METRICS_DISCOVERY": static_discovery(settings.address("asgi_metrics")),
         "NGINX_EXPORTER_TARGET": settings.address("nginx_exporter"),
         "NODE_EXPORTER_TARGET": settings.address("node_exporter"),
-        "CADVISOR_TARGETS": "[]",
+        "CADVISOR_DISCOVERY": "static_configs: [{targets: []}]",
         "PROMETHEUS_RULES_DIR": str(settings.repo_root / "monitoring" / "prometheus" / "rules"),
         "PROMETHEUS_TARGETS_DIR": str(settings.targets_dir),
     }

@@ -46,6 +46,11 @@ def render_file(template: Path, output: Path, values: Mapping[str, str]) -> None
     partial.replace(output)
 
 
+def static_discovery(address: str) -> str:
+    """One Prometheus job's target list as a single YAML line (native mode: one address)."""
+    return f'static_configs: [{{targets: ["{address}"]}}]'
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or len(args) % 2:

@@ -580,7 +580,7 @@ def test_rendered_nginx_config_matches_the_compose_services(
     mounts = {v["target"]: v for v in volume_entries(nginx)}
     assert mounts[env["NGINX_HTML_DIR"]]["source"] == "./nginx/html"
     assert mounts["/rendered"]["source"] == "rendered-config" and mounts["/rendered"]["read_only"]
-    assert nginx["command"][:3] == ["nginx", "-c", "/rendered/nginx/nginx.conf"]
+    assert nginx["command"][:5] == ["nginx", "-e", "stderr", "-c", "/rendered/nginx/nginx.conf"]
     assert not re.search(r"^\s*user\s", text, re.MULTILINE), "the image runs as uid 101"
     # stub_status answers the exporter, which reaches nginx from the compose network.
     subnet = interpolate(compose_subnet(), {})

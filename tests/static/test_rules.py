@@ -25,10 +25,10 @@ RULE_TESTS_DIR = PROMETHEUS_DIR / "tests"
 TEMPLATE = PROMETHEUS_DIR / "prometheus.yml.template"
 
 try:
-    from stackctl.render import placeholders, render_text
+    from stackctl.render import placeholders, render_text, static_discovery
 except ImportError:  # not installed into the environment: use the source tree
     sys.path.insert(0, str(ROOT / "services"))
-    from stackctl.render import placeholders, render_text
+    from stackctl.render import placeholders, render_text, static_discovery
 
 pytestmark = pytest.mark.static
 
@@ -128,11 +128,11 @@ def native_values(tmp_path: Path) -> dict[str, str]:
     """The values native mode fills in (docs/architecture.md, test profile ports)."""
     return {
         "PROMETHEUS_SELF_TARGET": "127.0.0.1:19090",
-        "WSGI_METRICS_TARGET": "127.0.0.1:19101",
-        "ASGI_METRICS_TARGET": "127.0.0.1:19102",
+        "WSGI_METRICS_DISCOVERY": static_discovery("127.0.0.1:19101"),
+        "ASGI_METRICS_DISCOVERY": static_discovery("127.0.0.1:19102"),
         "NGINX_EXPORTER_TARGET": "127.0.0.1:19113",
         "NODE_EXPORTER_TARGET": "127.0.0.1:19100",
-        "CADVISOR_TARGETS": "[]",
+        "CADVISOR_DISCOVERY": "static_configs: [{targets: []}]",
         "PROMETHEUS_RULES_DIR": str(RULES_DIR),
         "PROMETHEUS_TARGETS_DIR": str(tmp_path / "targets"),
     }
