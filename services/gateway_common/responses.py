@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ def health(identity: ServiceIdentity) -> dict[str, Any]:
         "server": identity.server,
         "interface": identity.interface,
         "pid": os.getpid(),
+        # Tells replicas apart in Docker mode (each container has its own hostname).
+        "host": socket.gethostname(),
         "workers": identity.workers,
         "worker_class": identity.worker_class,
         "threads": identity.threads,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 
 import pytest
 from service_clients import ServiceClient
@@ -34,6 +35,7 @@ def test_healthz(client: ServiceClient) -> None:
         "server",
         "interface",
         "pid",
+        "host",
         "workers",
         "worker_class",
         "threads",
@@ -44,6 +46,7 @@ def test_healthz(client: ServiceClient) -> None:
     assert body["interface"] == IDENTITY[client.service]["interface"]
     assert body["worker_class"] == IDENTITY[client.service]["worker_class"]
     assert isinstance(body["pid"], int)
+    assert body["host"] == socket.gethostname()
     assert body["workers"] == 2
     assert body["threads"] == 1
 
