@@ -48,7 +48,7 @@ def _running_mode(settings: Settings) -> str | None:
 
 def _print_urls(settings: Settings, mode: str) -> None:
     if mode == "docker":
-        public = f"http://127.0.0.1:{settings.environ.get('HTTP_PORT', '8080')}"
+        public = docker.public_url(settings)
         prometheus = f"http://127.0.0.1:{settings.environ.get('PROMETHEUS_PORT', '9090')}"
         grafana = f"http://127.0.0.1:{settings.environ.get('GRAFANA_PORT', '3000')}"
     else:
@@ -59,8 +59,10 @@ def _print_urls(settings: Settings, mode: str) -> None:
     print(f"  FastAPI (ASGI)      {public}/asgi/healthz   docs: {public}/asgi/docs")
     print(f"  WebSocket echo      {public.replace('http', 'ws', 1)}/asgi/ws/echo")
     print(f"  Prometheus          {prometheus}/targets")
-    if grafana:
+    if grafana and docker.replica_hosts(settings, "grafana"):
         print(f"  Grafana             {grafana}/")
+    elif grafana:
+        print("  Grafana             not started: its image is unavailable (see above)")
     else:
         print("  Grafana             Docker mode only")
     if mode == "native":

@@ -1,38 +1,59 @@
-"""Docker mode: a thin wrapper over `docker compose`, so `make` reads the same in both modes."""
+"""Docker mode: a thin wrapper over `docker compose`, so `make` reads the same in both modes.
+
+`up` makes sure every pinned image exists (pulled, or a loudly reported stand-in: see
+stackctl.images), starts every service whose image exists, waits until all are healthy, and
+reloads nginx when the set of app replicas changed (`SCALE=N`): nginx resolves the service
+names to every replica's address when it loads its config (docs/docker.md, "Scaling out").
+"""
 
 from __future__ import annotations
 
-import shutil
+import json
 import subprocess
+import time
+import urllib.request
 
-from stackctl.settings import Settings
+import yaml
 
-ENGINE_PROBE_TIMEOUT_S = 10
+from stackctl import images
+from stackctl.engine import compose_version, engine_answers
+from stackctl.settings import Settings, split_bind
+
+__all__ = ["engine_answers", "up", "down", "reload", "status", "logs"]
+
+APP_SERVICES = ("flask", "fastapi")
+APP_PREFIXES = ("/wsgi", "/asgi")
+ROUTING_TIMEOUT_S = 60
+# Secrets get no default anywhere; compose refuses to start without them.
+REQUIRED_SETTINGS = ("GRAFANA_ADMIN_PASSWORD",)
+# Services reloaded in place by SIGHUP: nginx (new config, graceful worker swap; it also
+# re-resolves the replicas' names), Gunicorn (new workers with fresh code, old ones stopped
+# gracefully), Uvicorn (one replacement worker at a time) and Prometheus (config and rules).
+# tini (`init: true`) passes the signal on.
+RELOADED_BY_SIGHUP = ("nginx", "flask", "fastapi", "prometheus")
 
 
-def engine_answers() -> tuple[bool, str]:
-    """Whether a Docker engine answers, and why not when it does not."""
-    if shutil.which("docker") is None:
-        return False, "no docker CLI on PATH"
-    try:
-        probe = subprocess.run(
-            ["docker", "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True,
-            text=True,
-            timeout=ENGINE_PROBE_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        return False, f"`docker info` did not answer within {ENGINE_PROBE_TIMEOUT_S} s"
-    if probe.returncode != 0:
-        reason = (probe.stderr or probe.stdout).strip().splitlines()
-        return False, reason[-1] if reason else f"`docker info` exited {probe.returncode}"
-    return True, f"Docker engine {probe.stdout.strip()}"
+def _compose_command(settings: Settings, *args: str) -> list[str]:
+    return ["docker", "compose", "--project-directory", str(settings.repo_root), *args]
 
 
 def compose(settings: Settings, *args: str) -> int:
-    command = ["docker", "compose", "--project-directory", str(settings.repo_root), *args]
-    return subprocess.run(command, cwd=settings.repo_root, stdin=subprocess.DEVNULL).returncode
+    command = _compose_command(settings, *args)
+    return subprocess.run(
+        command, cwd=settings.repo_root, env=settings.environ, stdin=subprocess.DEVNULL
+    ).returncode
+
+
+def compose_output(settings: Settings, *args: str) -> str:
+    result = subprocess.run(
+        _compose_command(settings, *args),
+        cwd=settings.repo_root,
+        env=settings.environ,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout if result.returncode == 0 else ""
 
 
 def missing_required_settings(settings: Settings) -> list[str]:
@@ -51,36 +72,101 @@ def missing_required_settings(settings: Settings) -> list[str]:
     ]
 
 
-# Secrets get no default anywhere; compose refuses to start without them.
-REQUIRED_SETTINGS = ("GRAFANA_ADMIN_PASSWORD",)
+def default_services(settings: Settings) -> list[str]:
+    """The services `docker compose up` starts with no profile named."""
+    spec = yaml.safe_load((settings.repo_root / "docker-compose.yml").read_text())
+    return [name for name, service in spec["services"].items() if not service.get("profiles")]
 
 
-def up(settings: Settings) -> int:
+def app_containers(settings: Settings) -> set[str]:
+    return set(compose_output(settings, "ps", "--quiet", *APP_SERVICES).split())
+
+
+def preflight(settings: Settings) -> str | None:
+    """Why Docker mode cannot start here, or None."""
     missing = missing_required_settings(settings)
     if missing:
-        print(
+        return (
             f"Docker mode needs {', '.join(missing)}: copy .env.example to .env and set "
             "them (there is no default secret), or run STACK=native make up."
         )
+    answers, reason = engine_answers()
+    if not answers:
+        return f"no Docker engine answers ({reason}); start one, or run STACK=native make up"
+    if compose_version() is None:
+        return "the Compose v2 CLI plugin is missing (`docker compose`): run `make docker-deps`"
+    return None
+
+
+def up(settings: Settings) -> int:
+    problem = preflight(settings)
+    if problem:
+        print(problem)
         return 2
-    return compose(settings, "up", "--build", "--wait", "--detach")
+    print("Images (a real pull is always preferred):", flush=True)
+    try:
+        outcomes = images.ensure_all(settings.state_dir / "images.log")
+    except images.ImageError as error:
+        print(f"stackctl: {error}")
+        return 1
+    summary = images.report(outcomes)
+    if summary:
+        print(summary, flush=True)
+    skipped = set(images.unavailable_services(outcomes))
+    services = [name for name in default_services(settings) if name not in skipped]
+    before = app_containers(settings)
+    code = compose(settings, "up", "--build", "--wait", "--detach", "--remove-orphans", *services)
+    if code:
+        return code
+    if before and app_containers(settings) != before:
+        print("The app replicas changed: nginx reloads to resolve them all.", flush=True)
+        code = compose(settings, "kill", "-s", "HUP", "nginx")
+        if code:
+            return code
+    return wait_until_routed(settings)
+
+
+def public_url(settings: Settings) -> str:
+    address, port = split_bind("HTTP_PORT", settings.environ.get("HTTP_PORT") or "8080")
+    host = "127.0.0.1" if address in (None, "0.0.0.0", "::", "[::]") else address
+    return f"http://{host}:{port}"
+
+
+def replica_hosts(settings: Settings, service: str) -> set[str]:
+    """The hostnames of a service's containers: compose leaves them at the short container id."""
+    return {cid[:12] for cid in compose_output(settings, "ps", "--quiet", service).split()}
+
+
+def wait_until_routed(settings: Settings, timeout_s: float = ROUTING_TIMEOUT_S) -> int:
+    """Return once nginx has answered from every replica of each app service."""
+    deadline = time.monotonic() + timeout_s
+    for service, prefix in zip(APP_SERVICES, APP_PREFIXES, strict=True):
+        expected = replica_hosts(settings, service)
+        seen: set[str] = set()
+        while not expected <= seen:
+            if time.monotonic() > deadline:
+                missing = ", ".join(sorted(expected - seen))
+                print(f"nginx routes to no {service} replica {missing} after {timeout_s:.0f} s")
+                return 1
+            try:
+                url = f"{public_url(settings)}{prefix}/healthz"
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    seen.add(json.load(answer)["host"])
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.2)
+    return 0
 
 
 def down(settings: Settings) -> int:
-    return compose(settings, "down", "--remove-orphans")
-
-
-# Services reloaded in place by SIGHUP: nginx (new config, graceful worker swap), Gunicorn (new
-# workers with fresh code, old ones stopped gracefully), Uvicorn (one replacement worker at a
-# time) and Prometheus (config and rules). tini (`init: true`) passes the signal on.
-RELOADED_BY_SIGHUP = ("nginx", "flask", "fastapi", "prometheus")
+    # Every profile, so a Locust started with `--profile loadtest` goes too.
+    return compose(settings, "--profile", "*", "down", "--remove-orphans")
 
 
 def reload(settings: Settings) -> int:
     """Re-render the configs into the shared volume, check nginx's, then SIGHUP in place.
 
-    New *images* (a code change) need `docker compose up -d --build`, which recreates the
-    containers; nginx retries idempotent requests on the next attempt meanwhile.
+    New *images* (a code change) need `make up` again, which recreates the containers; nginx
+    retries idempotent requests on the next attempt meanwhile.
     """
     code = compose(settings, "run", "--rm", "--no-deps", "config")
     if code:
@@ -95,6 +181,18 @@ def reload(settings: Settings) -> int:
 
 def status(settings: Settings) -> int:
     return compose(settings, "ps")
+
+
+def container_states(settings: Settings) -> list[dict[str, str]]:
+    """`docker compose ps` as records (service, name, state, health), for tests and `status`."""
+    raw = compose_output(settings, "ps", "--all", "--format", "json")
+    rows: list[dict[str, str]] = []
+    for line in raw.splitlines():
+        line = line.strip()
+        if line:
+            parsed = json.loads(line)
+            rows.extend(parsed if isinstance(parsed, list) else [parsed])
+    return rows
 
 
 def logs(settings: Settings, lines: int, follow: bool) -> int:

@@ -8,6 +8,7 @@ range: those tests stop, kill and reload its processes, so they never touch the 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,8 @@ def load_settings(profile: str = "default", environ: dict[str, str] | None = Non
     if profile == "default":
         for name, variable in PORT_OVERRIDES.items():
             if env.get(variable):
-                ports[name] = _parse_port(variable, env[variable])
+                # Native mode listens on loopback whatever address is given (Docker mode binds it).
+                ports[name] = split_bind(variable, env[variable])[1]
     taken: dict[int, str] = {}
     for name, port in ports.items():
         if port in taken:
@@ -101,6 +103,20 @@ def _parse_offset(raw: str, profile_offset: int) -> int:
     if not 0 <= offset <= 65535 - highest:
         raise SettingsError(f"STACK_PORT_OFFSET must be between 0 and {65535 - highest}")
     return offset
+
+
+def split_bind(variable: str, raw: str) -> tuple[str | None, int]:
+    """``PORT`` or ``ADDRESS:PORT`` (as compose's published ports take it) -> (address, port)."""
+    address, sep, port = raw.strip().rpartition(":")
+    if sep and address:
+        try:
+            ipaddress.ip_address(address.strip("[]"))
+        except ValueError:
+            raise SettingsError(
+                f"{variable} must be PORT or ADDRESS:PORT (e.g. 127.0.0.1:8080), got {raw!r}"
+            ) from None
+        return address, _parse_port(variable, port)
+    return None, _parse_port(variable, raw)
 
 
 def _parse_port(variable: str, raw: str) -> int:
