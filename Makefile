@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 
 
 .PHONY: bench bench-quick locust reload chaos
-.PHONY: help setup system-deps up down reload status logs test test-unit test-static test-integration chaos lint format clean
+.PHONY: help setup system-deps docker-deps up down reload status logs test test-unit test-static test-integration test-docker chaos lint format clean
 
 help: ## list the targets
 	@echo "gateway-lab — make targets (STACK=docker|native|auto, default auto):"
@@ -82,6 +82,12 @@ test-static: setup ## static checks: nginx -t, promtool, compose schema, Dockerf
 
 test-integration: setup ## integration tests against a native stack on ports 18080, 19090, ...
 	$(VENV_PY) -m pytest -m integration $(PYTEST_ARGS)
+
+docker-deps: setup ## install a Docker engine (Debian's docker.io, as root), mmdebstrap and the pinned Compose v2 plugin
+	$(VENV_PY) -m stackctl.engine install
+
+test-docker: docker-deps ## prove Docker mode for real: starts an engine if none answers, builds stand-in images, runs the contract
+	$(VENV_PY) -m pytest -m docker $(PYTEST_ARGS)
 
 chaos: setup ## reliability tests (reload, crash, shutdown, slowloris, outage, fuzzing, limits) on their own stack, ports 28080, ...
 	$(VENV_PY) -m pytest -m reliability $(PYTEST_ARGS)

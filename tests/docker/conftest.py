@@ -1,0 +1,218 @@
+"""Docker mode for real (`make test-docker`): engine, images, the compose stack and its contract.
+
+The session starts a Docker engine only where none answers (and stops only that one), makes the
+pinned images exist (pulled, or loudly reported stand-ins), then runs `make up` with
+`STACK=docker` as a user does, under its own compose project, ports and subnet, so a demo stack
+on the same machine is never touched. The teardown runs `make down` and fails the run if any
+container, network or anonymous volume of the project is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from stackctl import docker, engine, images
+from stackctl.settings import REPO_ROOT, Settings, load_settings
+
+PROJECT = "gateway-lab-test"
+UP_TIMEOUT_S = 900
+DOWN_TIMEOUT_S = 180
+# Its own ports and subnet; RATE_LIMIT_EXEMPT follows the subnet, as .env.example asks, because
+# the published port reaches nginx from the network's gateway address.
+DOCKER_TEST_ENV = {
+    "STACK": "docker",
+    "COMPOSE_PROJECT_NAME": PROJECT,
+    "STATE_DIR": str(REPO_ROOT / ".run" / "docker-test"),
+    "HTTP_PORT": "127.0.0.1:38080",
+    "PROMETHEUS_PORT": "39090",
+    "GRAFANA_PORT": "33000",
+    "LOCUST_PORT": "38089",
+    "GATEWAY_SUBNET": "172.29.0.0/24",
+    "RATE_LIMIT_EXEMPT": "172.29.0.0/24",
+    "SCALE": "1",
+}
+FIGURES: list[str] = []
+
+
+def figure(line: str) -> None:
+    """Record a figure for the end-of-run summary (printed now too, for `pytest -s`)."""
+    FIGURES.append(line)
+    print(f"[docker] {line}")
+
+
+@dataclass
+class DockerStack:
+    """The running compose project, seen from the host as a user sees it."""
+
+    env: dict[str, str]
+    settings: Settings = field(init=False)
+    outcomes: list[images.Outcome] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.settings = load_settings("default", self.env)
+
+    @property
+    def public_url(self) -> str:
+        return docker.public_url(self.settings)
+
+    @property
+    def ws_url(self) -> str:
+        return self.public_url.replace("http://", "ws://", 1)
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['PROMETHEUS_PORT']}"
+
+    def make(self, target: str, timeout: float = UP_TIMEOUT_S, **extra: str):
+        return subprocess.run(
+            ["make", "--no-print-directory", target],
+            cwd=REPO_ROOT,
+            env={**self.env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def compose(self, *args: str) -> str:
+        return docker.compose_output(self.settings, *args)
+
+    def containers(self) -> list[dict[str, str]]:
+        return docker.container_states(self.settings)
+
+    def replica_hosts(self, service: str) -> set[str]:
+        return docker.replica_hosts(self.settings, service)
+
+    def query(self, expr: str) -> list:
+        url = f"{self.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.load(response)
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def wait_for(self, expr: str, ready: Callable[[list], bool], timeout_s: float = 60) -> list:
+        deadline = time.monotonic() + timeout_s
+        result: list = []
+        while time.monotonic() < deadline:
+            result = self.query(expr)
+            if ready(result):
+                return result
+            time.sleep(1)
+        raise AssertionError(f"{expr!r} not ready after {timeout_s} s; last result: {result}")
+
+
+def _leftovers() -> dict[str, list[str]]:
+    label = f"label=com.docker.compose.project={PROJECT}"
+    found = {}
+    for kind in ("container", "network"):
+        argv = ["docker", kind, "ls", "--quiet", "--filter", label]
+        if kind == "container":
+            argv.insert(3, "--all")
+        listed = subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout.split()
+        found[kind] = listed
+    return found
+
+
+def _anonymous_volumes() -> set[str]:
+    """Volumes no one named: Docker gives them a 64-hex-digit name."""
+    listed = subprocess.run(
+        ["docker", "volume", "ls", "--quiet"], capture_output=True, text=True, timeout=60
+    ).stdout.split()
+    return {
+        name for name in listed if len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+    }
+
+
+@pytest.fixture(scope="session")
+def docker_engine(pytestconfig) -> Iterator[str]:
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        try:
+            started = engine.start()
+        except engine.EngineError as error:
+            pytest.fail(f"no Docker engine: {error}", pytrace=False)
+        print(f"\n[docker] engine: {started}", flush=True)
+    try:
+        yield started
+    finally:
+        with capture.global_and_fixture_disabled():
+            print(f"\n[docker] engine: {engine.stop()}", flush=True)
+
+
+@pytest.fixture(scope="session")
+def docker_stack(docker_engine, pytestconfig) -> Iterator[DockerStack]:
+    env = {
+        **os.environ,
+        **DOCKER_TEST_ENV,
+        # A throwaway secret: compose refuses to start without one (there is no default).
+        "GRAFANA_ADMIN_PASSWORD": os.urandom(12).hex(),
+    }
+    stack = DockerStack(env)
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    stack.make("down", timeout=DOWN_TIMEOUT_S)  # a project left over by an interrupted run
+    anonymous_before = _anonymous_volumes()
+    with capture.global_and_fixture_disabled():
+        print(
+            "[docker] images: pull, or build stand-ins (the first build takes minutes)", flush=True
+        )
+        started = time.monotonic()
+        try:
+            outcomes = images.ensure_all(stack.settings.state_dir / "images.log")
+        except images.ImageError as error:
+            pytest.fail(str(error), pytrace=False)
+        summary = images.report(outcomes)
+        if summary:
+            print(summary, flush=True)
+    built = [o for o in outcomes if o.source == "stand-in"]
+    figure(
+        f"images ready in {time.monotonic() - started:.0f} s: {len(built)} stand-ins, "
+        f"{sum(o.source in ('present', 'pulled') for o in outcomes)} present or pulled, "
+        f"{sum(o.source == 'unavailable' for o in outcomes)} unavailable"
+    )
+    started = time.monotonic()
+    up = stack.make("up")
+    if up.returncode != 0:
+        logs = stack.make("logs", timeout=60).stdout[-6000:]
+        stack.make("down", timeout=DOWN_TIMEOUT_S)
+        pytest.fail(f"STACK=docker make up failed:\n{up.stdout[-6000:]}\n{up.stderr}\n{logs}")
+    figure(f"`STACK=docker make up` (build + up --wait) took {time.monotonic() - started:.0f} s")
+    stack.outcomes = outcomes
+    try:
+        yield stack
+    finally:
+        down = stack.make("down", timeout=DOWN_TIMEOUT_S)
+        left = _leftovers()
+        new_anonymous = _anonymous_volumes() - anonymous_before
+        figure(
+            f"`make down`: exit {down.returncode}; left behind: "
+            + ", ".join(f"{len(v)} {k}s" for k, v in left.items())
+            + f", {len(new_anonymous)} new anonymous volumes"
+        )
+        # The named volumes (Prometheus's data...) outlive `make down` on purpose; the test's own
+        # go now, so that the run leaves nothing behind.
+        stack.compose("down", "--volumes")
+        assert down.returncode == 0, f"make down failed:\n{down.stdout}\n{down.stderr}"
+        assert not left["container"] and not left["network"], left
+        assert not new_anonymous, f"anonymous volumes left behind: {new_anonymous}"
+
+
+@pytest.fixture(scope="session")
+def stack(docker_stack: DockerStack) -> DockerStack:
+    """The name the shared contract tests (tests/integration/test_stack.py) ask for."""
+    return docker_stack
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if FIGURES:
+        terminalreporter.section("docker figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

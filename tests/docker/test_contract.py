@@ -1,0 +1,88 @@
+"""The contract of docs/architecture.md, through the Docker stack's published port.
+
+The HTTP, SSE and WebSocket checks are the native integration tests themselves, collected here
+again with this folder's `stack` (the compose project): one contract, proven in both run modes.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import yaml
+
+from stackctl import images
+from stackctl.settings import REPO_ROOT
+
+# Imported test functions are collected here, against the Docker stack.
+from tests.integration.test_stack import (  # noqa: F401
+    test_bad_query_parameters_are_a_json_400,
+    test_body_over_the_limit_is_refused_by_nginx_with_json_413,
+    test_echo_accepts_a_valid_document_and_rejects_bad_ones,
+    test_healthz_through_nginx_names_service_server_and_interface,
+    test_internal_endpoints_are_not_reachable_on_the_public_port,
+    test_io_waits_and_reports_what_it_waited,
+    test_landing_page_is_served_with_security_headers,
+    test_sse_events_arrive_one_by_one_through_nginx,
+    test_websocket_chat_broadcasts_to_every_socket_in_the_room_across_workers,
+    test_websocket_chat_refuses_a_bad_room_name,
+    test_websocket_echo_through_nginx,
+    test_websocket_message_over_the_limit_closes_with_1009,
+)
+
+pytestmark = pytest.mark.docker
+
+RULES_DIR = REPO_ROOT / "monitoring" / "prometheus" / "rules"
+
+
+@pytest.fixture(scope="module")
+def client(stack):
+    with httpx.Client(base_url=stack.public_url, timeout=30) as http:
+        yield http
+
+
+def test_every_service_with_an_image_runs_and_only_unavailable_images_are_left_out(stack):
+    unavailable = images.unavailable_services(stack.outcomes)
+    unavailable_images = {o.image for o in stack.outcomes if o.source == "unavailable"}
+    assert unavailable_images <= {
+        f"{repository}:{ref.tag}"
+        for repository in images.UNAVAILABLE
+        for ref in map(images.ImageRef, images.required_images())
+        if ref.repository == repository
+    }
+    running = {row["Service"]: row for row in stack.containers() if row["State"] == "running"}
+    expected = set(stack.compose("config", "--services").split()) - set(unavailable) - {"config"}
+    assert expected <= running.keys(), f"not running: {expected - running.keys()}"
+    for name, row in running.items():
+        assert row.get("Health") in ("", "healthy"), f"{name}: {row.get('Health')}"
+
+
+def test_every_prometheus_target_is_up(stack):
+    jobs = {"prometheus", "flask", "fastapi", "nginx", "node"}
+    results = stack.wait_for(
+        "up",
+        lambda r: jobs <= {s["metric"]["job"] for s in r} and all(s["value"][1] == "1" for s in r),
+    )
+    assert all(series["value"][1] == "1" for series in results), results
+
+
+def test_recording_and_alert_rules_are_loaded(stack):
+    expected = {
+        group["name"]
+        for path in RULES_DIR.glob("*.yml")
+        for group in yaml.safe_load(path.read_text())["groups"]
+    }
+    with httpx.Client(timeout=10) as http:
+        groups = http.get(f"{stack.prometheus_url}/api/v1/rules").json()["data"]["groups"]
+    assert {group["name"] for group in groups} == expected
+    assert all(rule["health"] == "ok" for group in groups for rule in group["rules"])
+
+
+def test_only_nginx_is_published_on_a_non_loopback_address(stack):
+    published = stack.compose("ps", "--format", "{{.Service}} {{.Ports}}")
+    for line in published.splitlines():
+        service, _, ports = line.partition(" ")
+        for binding in filter(None, (part.strip() for part in ports.split(","))):
+            if "->" not in binding:
+                continue  # exposed inside the network only
+            host = binding.split("->")[0].rsplit(":", 1)[0]
+            assert host in ("127.0.0.1", "[::1]"), f"{service} published on {binding}"
