@@ -2,8 +2,7 @@
 
 `up` makes sure every pinned image exists (pulled, or a loudly reported stand-in: see
 stackctl.images), starts every service whose image exists, waits until all are healthy, and
-reloads nginx when the set of app replicas changed (`SCALE=N`): nginx resolves the service
-names to every replica's address when it loads its config (docs/docker.md, "Scaling out").
+then until nginx has answered from every app replica (`SCALE=N`; docs/docker.md).
 """
 
 from __future__ import annotations
@@ -26,9 +25,8 @@ APP_PREFIXES = ("/wsgi", "/asgi")
 ROUTING_TIMEOUT_S = 60
 # Secrets get no default anywhere; compose refuses to start without them.
 REQUIRED_SETTINGS = ("GRAFANA_ADMIN_PASSWORD",)
-# Services reloaded in place by SIGHUP: nginx (new config, graceful worker swap; it also
-# re-resolves the replicas' names), Gunicorn (new workers with fresh code, old ones stopped
-# gracefully), Uvicorn (one replacement worker at a time) and Prometheus (config and rules).
+# Services reloaded in place by SIGHUP: nginx (new config, graceful worker swap), Gunicorn (new
+# workers with fresh code, old ones stopped gracefully), Uvicorn (one replacement worker at a time) and Prometheus (config and rules).
 # tini (`init: true`) passes the signal on.
 RELOADED_BY_SIGHUP = ("nginx", "flask", "fastapi", "prometheus")
 
@@ -78,10 +76,6 @@ def default_services(settings: Settings) -> list[str]:
     return [name for name, service in spec["services"].items() if not service.get("profiles")]
 
 
-def app_containers(settings: Settings) -> set[str]:
-    return set(compose_output(settings, "ps", "--quiet", *APP_SERVICES).split())
-
-
 def preflight(settings: Settings) -> str | None:
     """Why Docker mode cannot start here, or None."""
     missing = missing_required_settings(settings)
@@ -114,15 +108,11 @@ def up(settings: Settings) -> int:
         print(summary, flush=True)
     skipped = set(images.unavailable_services(outcomes))
     services = [name for name in default_services(settings) if name not in skipped]
-    before = app_containers(settings)
     code = compose(settings, "up", "--build", "--wait", "--detach", "--remove-orphans", *services)
     if code:
         return code
-    if before and app_containers(settings) != before:
-        print("The app replicas changed: nginx reloads to resolve them all.", flush=True)
-        code = compose(settings, "kill", "-s", "HUP", "nginx")
-        if code:
-            return code
+    # nginx re-resolves the service names every few seconds (nginx.conf.template): replicas
+    # that SCALE just added take that long to get traffic.
     return wait_until_routed(settings)
 
 

@@ -120,6 +120,10 @@ def _prepare_nginx(settings: Settings) -> tuple[Path, dict[str, str]]:
         "NGINX_STATUS_ALLOW": "127.0.0.1",
         "WSGI_UPSTREAM": settings.address("wsgi"),
         "ASGI_UPSTREAM": settings.address("asgi"),
+        # One process per service on loopback: the upstream groups, no run-time resolution.
+        "WSGI_BACKEND": "wsgi_service",
+        "ASGI_BACKEND": "asgi_service",
+        "NGINX_RESOLVER_DIRECTIVE": "",
         "RATE_LIMIT_EXEMPT": rate_limit_exempt(settings),
     }
     return run_dir, values
