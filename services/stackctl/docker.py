@@ -26,8 +26,8 @@ ROUTING_TIMEOUT_S = 60
 # Secrets get no default anywhere; compose refuses to start without them.
 REQUIRED_SETTINGS = ("GRAFANA_ADMIN_PASSWORD",)
 # Services reloaded in place by SIGHUP: nginx (new config, graceful worker swap), Gunicorn (new
-# workers with fresh code, old ones stopped gracefully), Uvicorn (one replacement worker at a time) and Prometheus (config and rules).
-# tini (`init: true`) passes the signal on.
+# workers with fresh code, old ones stopped gracefully), Uvicorn (one replacement worker at a
+# time) and Prometheus (config and rules). tini (`init: true`) passes the signal on.
 RELOADED_BY_SIGHUP = ("nginx", "flask", "fastapi", "prometheus")
 
 
