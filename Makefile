@@ -15,10 +15,14 @@ STACKCTL := $(VENV_PY) -m stackctl
 APT_PACKAGES := nginx prometheus prometheus-nginx-exporter prometheus-node-exporter chromium
 SYSTEM_PROGRAMS := nginx prometheus promtool prometheus-nginx-exporter prometheus-node-exporter chromium
 PYTEST_ARGS ?=
+# The dashboard schema check (tests/static/test_grafana_schema.py): Grafana's published TypeScript
+# schema and the compiler, pinned in package.json and package-lock.json, installed with npm ci.
+GRAFANA_SCHEMA_DIR := tests/static/grafana_schema
+NODE_APT_PACKAGES := nodejs npm
 
 
 .PHONY: bench bench-quick locust reload chaos
-.PHONY: help setup system-deps docker-deps up down reload status logs test test-unit test-static test-integration test-docker chaos lint format clean
+.PHONY: help setup system-deps node-deps docker-deps up down reload status logs test test-unit test-static test-integration test-docker chaos lint format clean
 
 help: ## list the targets
 	@echo "gateway-lab — make targets (STACK=docker|native|auto, default auto):"
@@ -30,7 +34,7 @@ help: ## list the targets
 	@echo
 	@echo "Quick start: make up   (demo on http://127.0.0.1:8080)   ·   make test   (the suite)"
 
-setup: system-deps $(VENV)/.synced ## install what the project needs (Debian packages as root, the locked Python env)
+setup: system-deps $(VENV)/.synced node-deps ## install what the project needs (Debian packages as root, the locked Python and npm deps)
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version.split()[0])'
@@ -56,6 +60,25 @@ system-deps: ## install nginx, Prometheus and the exporters (apt, as root), or s
 	  exit 1; \
 	fi
 
+node-deps: $(GRAFANA_SCHEMA_DIR)/node_modules/.installed ## install Node.js (apt, as root) if missing, then the locked schema checker (npm ci)
+
+$(GRAFANA_SCHEMA_DIR)/node_modules/.installed: $(GRAFANA_SCHEMA_DIR)/package.json $(GRAFANA_SCHEMA_DIR)/package-lock.json
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian packages: $(NODE_APT_PACKAGES)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $(NODE_APT_PACKAGES) >/dev/null || exit 1; \
+	  else \
+	    echo "Missing programs: node npm"; \
+	    echo "  Debian/Ubuntu: sudo apt-get install $(NODE_APT_PACKAGES)"; \
+	    echo "  macOS:         brew install node"; \
+	    exit 1; \
+	  fi; \
+	fi
+	@# --ignore-scripts: the two packages are type declarations and the compiler; nothing to build.
+	cd $(GRAFANA_SCHEMA_DIR) && npm ci --ignore-scripts --loglevel=error
+	@touch $@
+
 up: setup ## start the stack (Docker if an engine answers, else native) and wait until healthy
 	@$(STACKCTL) up
 
@@ -77,7 +100,7 @@ test: setup ## run the whole suite: unit, static checks, and integration against
 test-unit: setup ## unit tests only (no servers)
 	$(VENV_PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-static: setup ## static checks: nginx -t, promtool, compose schema, Dockerfile lint
+test-static: setup ## static checks: nginx -t, promtool, compose and Grafana schemas, Dockerfile lint
 	$(VENV_PY) -m pytest -m static $(PYTEST_ARGS)
 
 test-integration: setup ## integration tests against a native stack on ports 18080, 19090, ...

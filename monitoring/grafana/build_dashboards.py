@@ -266,7 +266,6 @@ def query_variable(name: str, label: str, query: str, description: str) -> dict:
         "description": description,
         "type": "query",
         "datasource": DATASOURCE,
-        "definition": query,
         "query": {"query": query, "refId": f"{name}-variable"},
         "refresh": 2,
         "includeAll": True,
@@ -1012,7 +1011,7 @@ def panel_queries(board: dict) -> list[Query]:
 
 def variable_queries(board: dict) -> list[Query]:
     return [
-        Query(board["uid"], f"${v['name']}", "variable", variable_promql(v["definition"]))
+        Query(board["uid"], f"${v['name']}", "variable", variable_promql(v["query"]["query"]))
         for v in board.get("templating", {}).get("list", [])
         if v.get("type") == "query"
     ]
