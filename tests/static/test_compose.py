@@ -397,11 +397,13 @@ def test_app_services_are_hardened_and_identically_sized(
         limits.add((service["cpus"], service["mem_limit"], service.get("pids_limit")))
         env = environment(service)
         writable = tmpfs_targets(service)
-        for variable_name in ("PROMETHEUS_MULTIPROC_DIR", "CHAT_BUS_DIR"):
-            if variable_name in env:
-                assert env[variable_name] in writable, f"{name}: {variable_name} not on tmpfs"
+        if "PROMETHEUS_MULTIPROC_DIR" in env:
+            assert env["PROMETHEUS_MULTIPROC_DIR"] in writable, f"{name}: metrics not on tmpfs"
         assert "/tmp" in writable, f"{name}: no writable /tmp on a read-only root"
-    assert "CHAT_BUS_DIR" in environment(services["fastapi"])
+    # The chat bus is Redis pub/sub: a broker address, no shared socket directory.
+    fastapi_env = environment(services["fastapi"])
+    assert fastapi_env.get("REDIS_URL", "").startswith("redis://")
+    assert "CHAT_BUS_DIR" not in fastapi_env
     assert len(limits) == 1, f"flask and fastapi differ: {limits}"
     assert limits.pop()[:2] == ("${SERVICE_CPUS:-1.0}", "${SERVICE_MEMORY:-512m}")
 
@@ -610,7 +612,7 @@ def test_rendered_prometheus_config_scrapes_the_compose_services(
                 locust = {v["target"]: v for v in volume_entries(services["locust-master"])}
                 assert locust[directory]["source"] == "prometheus-targets"
     ports = {"flask": "9100", "fastapi": "9100", "nginx-exporter": "9113"}
-    ports |= {"node-exporter": "9100", "cadvisor": "8080"}
+    ports |= {"node-exporter": "9100", "cadvisor": "8080", "redis-exporter": "9121"}
     for target in targets:
         host, _, port = target.rpartition(":")
         if host == "localhost":
