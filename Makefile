@@ -10,10 +10,12 @@ VENV_PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
 UV := $(VENV)/bin/uv
 STACKCTL := $(VENV_PY) -m stackctl
-# Debian packages native mode runs (the exporters feed the Grafana/Prometheus views), and the
-# browser the tests open the landing page and the bench report in.
-APT_PACKAGES := nginx prometheus prometheus-nginx-exporter prometheus-node-exporter chromium
-SYSTEM_PROGRAMS := nginx prometheus promtool prometheus-nginx-exporter prometheus-node-exporter chromium
+# Debian packages native mode runs (Redis is the chat broker; the exporters feed the
+# Grafana/Prometheus views), and the browser the tests open the landing page and the bench report in.
+APT_PACKAGES := nginx prometheus prometheus-nginx-exporter prometheus-node-exporter \
+  redis-server prometheus-redis-exporter chromium
+SYSTEM_PROGRAMS := nginx prometheus promtool prometheus-nginx-exporter prometheus-node-exporter \
+  redis-server prometheus-redis-exporter chromium
 PYTEST_ARGS ?=
 # The dashboard schema check (tests/static/test_grafana_schema.py): Grafana's published TypeScript
 # schema and the compiler, pinned in package.json and package-lock.json, installed with npm ci.
@@ -44,7 +46,7 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --all-extras --inexact --quiet
 	@touch $@
 
-system-deps: ## install nginx, Prometheus and the exporters (apt, as root), or say what to install
+system-deps: ## install nginx, Prometheus, Redis and the exporters (apt, as root), or say what to install
 	@missing=""; for p in $(SYSTEM_PROGRAMS); do \
 	  command -v $$p >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
@@ -56,7 +58,7 @@ system-deps: ## install nginx, Prometheus and the exporters (apt, as root), or s
 	else \
 	  echo "Missing programs:$$missing"; \
 	  echo "  Debian/Ubuntu: sudo apt-get install $(APT_PACKAGES)"; \
-	  echo "  macOS:         brew install nginx prometheus nginx-prometheus-exporter node_exporter"; \
+	  echo "  macOS:         brew install nginx prometheus nginx-prometheus-exporter node_exporter redis redis_exporter"; \
 	  exit 1; \
 	fi
 

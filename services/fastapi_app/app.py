@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, WebSocket
@@ -22,12 +24,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from fastapi_app.middleware import ObservabilityMiddleware
 from fastapi_app.settings import AsgiSettings, load_asgi_settings
-from gateway_common import responses, validation, workload
-from gateway_common.chat_bus import ChatBus, Member, MessageTooLarge
+from gateway_common import metrics, responses, validation, workload
+from gateway_common.chat_bus import (
+    BROKER_LOST,
+    BrokerUnavailable,
+    ChatBus,
+    Member,
+    MessageTooLarge,
+)
 from gateway_common.errors import (
     ApiError,
     code_for_status,
@@ -37,11 +45,14 @@ from gateway_common.errors import (
 
 SERVICE = "fastapi"
 INTERFACE = "asgi"
+HOSTNAME = socket.gethostname()
 
 # WebSocket close codes (RFC 6455).
 WS_UNSUPPORTED_DATA = 1003
 WS_POLICY_VIOLATION = 1008
 WS_MESSAGE_TOO_BIG = 1009
+WS_TRY_AGAIN_LATER = 1013
+BROKER_UNAVAILABLE_REASON = "chat broker unavailable"
 WS_MAX_MESSAGE_BYTES = 64 * 1024  # uvicorn's ws_max_size enforces it too; this covers tests
 
 logger = logging.getLogger(__name__)
@@ -67,7 +78,10 @@ def _error_response(error: ApiError, headers: dict[str, str] | None = None) -> J
 def create_app() -> FastAPI:
     settings = load_asgi_settings()
     identity = _identity(settings)
-    bus = ChatBus(settings.chat_bus_dir)
+    bus = ChatBus(
+        settings.redis_url,
+        on_state_change=lambda up: metrics.set_chat_broker_up(SERVICE, INTERFACE, up),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -266,22 +280,42 @@ def _register_websocket_routes(app: FastAPI, bus: ChatBus) -> None:
             await _refuse_handshake(websocket, error)
             return
         await websocket.accept()
-        member_id = uuid.uuid4().hex[:12]
+        # Joined before the check, with no await in between: a broker loss is either seen
+        # here or delivered to the member's queue, never missed.
         member = bus.join(room)
+        if not bus.connected:
+            bus.leave(member)
+            await websocket.close(WS_TRY_AGAIN_LATER, BROKER_UNAVAILABLE_REASON)
+            return
+        member_id = uuid.uuid4().hex[:12]
         sender: asyncio.Task[None] | None = None
         try:
-            await websocket.send_text(json.dumps({"type": "joined", "room": room, "id": member_id}))
+            # `host` tells which replica holds the socket (Docker mode, SCALE > 1).
+            joined = {"type": "joined", "room": room, "id": member_id, "host": HOSTNAME}
+            await websocket.send_text(json.dumps(joined))
             sender = asyncio.create_task(_forward_room_messages(websocket, member))
-            close_code = await _receive_chat_messages(websocket, bus, room, member_id)
+            close = await _receive_chat_messages(websocket, bus, room, member_id)
         except WebSocketDisconnect:
-            close_code = None
+            close = None
         finally:
             bus.leave(member)
             if sender is not None:
                 sender.cancel()
                 await asyncio.gather(sender, return_exceptions=True)
-        if close_code is not None:
-            await websocket.close(close_code)
+        # The sender may have closed the socket already (broker lost).
+        if close is not None and websocket.application_state is WebSocketState.CONNECTED:
+            await websocket.close(close.code, close.reason)
+
+
+@dataclass(frozen=True)
+class Close:
+    """The close frame the server sends to end a chat socket."""
+
+    code: int
+    reason: str = ""
+
+
+BROKER_UNAVAILABLE = Close(WS_TRY_AGAIN_LATER, BROKER_UNAVAILABLE_REASON)
 
 
 async def _refuse_handshake(websocket: WebSocket, error: ApiError) -> None:
@@ -293,23 +327,31 @@ async def _refuse_handshake(websocket: WebSocket, error: ApiError) -> None:
 
 
 async def _forward_room_messages(websocket: WebSocket, member: Member) -> None:
+    """Send the room's messages to the client; close the socket when the broker is lost.
+
+    The close frame ends the session: the client answers it, and the receive loop in the
+    handler then sees the disconnect.
+    """
     while True:
         text = await member.queue.get()
+        if text is BROKER_LOST:
+            await websocket.close(BROKER_UNAVAILABLE.code, BROKER_UNAVAILABLE.reason)
+            return
         await websocket.send_text(text)
 
 
 async def _receive_chat_messages(
     websocket: WebSocket, bus: ChatBus, room: str, member_id: str
-) -> int | None:
-    """Publish each text message; return the close code to send, None on client close."""
+) -> Close | None:
+    """Publish each text message; return the close frame to send, None on client close."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return None
         if message.get("text") is None:
-            return WS_UNSUPPORTED_DATA
+            return Close(WS_UNSUPPORTED_DATA)
         if _too_big(message):
-            return WS_MESSAGE_TOO_BIG
+            return Close(WS_MESSAGE_TOO_BIG)
         envelope = {
             "type": "message",
             "room": room,
@@ -318,6 +360,8 @@ async def _receive_chat_messages(
             "sent_at": time.time(),
         }
         try:
-            bus.publish(envelope)
+            await bus.publish(envelope)
         except MessageTooLarge:
-            return WS_MESSAGE_TOO_BIG
+            return Close(WS_MESSAGE_TOO_BIG)
+        except BrokerUnavailable:
+            return BROKER_UNAVAILABLE

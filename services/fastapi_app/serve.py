@@ -1,6 +1,6 @@
 """Launcher of the FastAPI service: `python -m fastapi_app.serve`.
 
-Checks the environment, prepares the metrics and chat directories, serves the
+Checks the environment, prepares the metrics directory, serves the
 aggregated metrics from this (supervisor) process, then hands over to uvicorn, which
 spawns the workers. Uvicorn's workers are *spawned*, not forked: they import the app
 fresh, so nothing here leaks into them except the environment.
@@ -14,8 +14,7 @@ import sys
 
 import uvicorn
 
-from fastapi_app.settings import AsgiSettings, load_asgi_settings
-from gateway_common.chat_bus import SOCKET_GLOB
+from fastapi_app.settings import load_asgi_settings
 from gateway_common.logging import log_config_dict
 from gateway_common.settings import ConfigError
 
@@ -26,17 +25,9 @@ GRACEFUL_SHUTDOWN_S = 30
 logger = logging.getLogger("fastapi_app.serve")
 
 
-def _prepare_chat_bus_dir(settings: AsgiSettings) -> None:
-    """Create the directory; drop sockets left by a previous run (their workers are gone)."""
-    assert settings.chat_bus_dir is not None
-    settings.chat_bus_dir.mkdir(parents=True, exist_ok=True)
-    for stale in settings.chat_bus_dir.glob(SOCKET_GLOB):
-        stale.unlink(missing_ok=True)
-
-
 def main() -> int:
     try:
-        settings = load_asgi_settings(require_chat_bus_dir=True)
+        settings = load_asgi_settings()
         # Imported here so a missing PROMETHEUS_MULTIPROC_DIR is reported like the others.
         from gateway_common import metrics
     except ConfigError as exc:
@@ -48,7 +39,6 @@ def main() -> int:
 
     metrics.prepare_multiproc_dir()
     metrics.set_server_gauges("fastapi", "asgi", settings.workers, settings.capacity)
-    _prepare_chat_bus_dir(settings)
     metrics.serve_metrics(settings.metrics_bind)
     logger.info(
         "starting uvicorn",

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import urllib.parse
 from dataclasses import dataclass
-from pathlib import Path
 
 from gateway_common.settings import (
     Bind,
@@ -14,9 +13,11 @@ from gateway_common.settings import (
     env_int,
     env_log_level,
     env_root_path,
+    env_str,
 )
 
-CHAT_BUS_DIR_ENV = "CHAT_BUS_DIR"
+REDIS_URL_ENV = "REDIS_URL"
+REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 
 
 @dataclass(frozen=True)
@@ -28,29 +29,33 @@ class AsgiSettings:
     forwarded_allow_ips: str
     keepalive_s: int
     log_level: str
-    chat_bus_dir: Path | None  # None: in-process chat only (unit tests)
+    redis_url: str  # the chat broker; no default here: each run mode passes its own
 
     @property
     def capacity(self) -> int:
         return self.workers  # one event loop per worker; in-flight per loop is unbounded
 
 
-def chat_bus_dir_from_env() -> Path | None:
-    raw = os.environ.get(CHAT_BUS_DIR_ENV)
-    return Path(raw) if raw else None
+def env_redis_url(name: str = REDIS_URL_ENV) -> str:
+    """A redis-py URL such as `redis://HOST:PORT/0`; required (chat needs its broker)."""
+    raw = env_str(name, "").strip()
+    if not raw:
+        raise ConfigError(
+            f"{name} is required: the chat broker's address, e.g. redis://HOST:PORT/0"
+        )
+    parsed = urllib.parse.urlsplit(raw)
+    if parsed.scheme not in REDIS_URL_SCHEMES or not (parsed.hostname or parsed.path):
+        schemes = ", ".join(f"{scheme}://" for scheme in REDIS_URL_SCHEMES)
+        # The value itself is not echoed: it may carry a password.
+        raise ConfigError(f"{name} must be a URL starting with {schemes}")
+    return raw
 
 
-def load_asgi_settings(require_chat_bus_dir: bool = False) -> AsgiSettings:
+def load_asgi_settings() -> AsgiSettings:
     bind = env_bind("ASGI_BIND", "127.0.0.1:8002")
     metrics_bind = env_bind("ASGI_METRICS_BIND", "127.0.0.1:9102")
     if bind == metrics_bind:
         raise ConfigError(f"ASGI_METRICS_BIND must differ from ASGI_BIND, both are {bind}")
-    chat_bus_dir = chat_bus_dir_from_env()
-    if require_chat_bus_dir and chat_bus_dir is None:
-        raise ConfigError(
-            f"{CHAT_BUS_DIR_ENV} is required: a writable directory for the per-worker chat "
-            "sockets (cross-worker broadcast)"
-        )
     return AsgiSettings(
         bind=bind,
         workers=env_int("ASGI_WORKERS", 2, 1, 64),
@@ -59,5 +64,5 @@ def load_asgi_settings(require_chat_bus_dir: bool = False) -> AsgiSettings:
         forwarded_allow_ips=env_allowed_ips("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         keepalive_s=env_int("BACKEND_KEEPALIVE_S", 75, 1, 3600),
         log_level=env_log_level(),
-        chat_bus_dir=chat_bus_dir,
+        redis_url=env_redis_url(),
     )

@@ -1,115 +1,182 @@
-"""Cross-worker broadcast for `/ws/chat`, without an external broker.
+"""Cross-worker and cross-replica broadcast for `/ws/chat`, over Redis pub/sub.
 
-Why: Uvicorn runs several worker processes behind one listening socket and nginx cannot
-choose the worker, so two members of one room usually sit in different processes. Each
-worker binds a unix datagram socket `CHAT_BUS_DIR/chat-<pid>.sock`; publishing sends the
-message to every `chat-*.sock` in the directory, the publisher's own included, so local
-and remote members are served by one delivery path. Datagrams keep message boundaries
-and need no connection management; sockets of dead workers refuse the send
-(ECONNREFUSED) and are removed then.
+Why: Uvicorn runs several worker processes (and Docker mode several replicas) and nginx picks
+the process, so two members of one room usually sit in different processes. Each worker keeps
+ONE pattern subscription, `chat:*`, and fans what arrives out to its local members; publishing
+goes to channel `chat:<room>`, the publisher's own worker included, so local and remote members
+are served by one delivery path.
 
-Delivery is best effort, like the chat itself: a member whose queue is full (a slow
-client) misses messages rather than stalling the room. Without `CHAT_BUS_DIR` (unit
-tests) the bus delivers in-process only.
+Delivery is best effort, like Redis pub/sub itself: a member whose queue is full (a slow
+client) misses messages rather than stalling the room, and what is published while a worker is
+disconnected is not replayed.
+
+Broker loss: the subscriber notices (the connection closes, or a health-check PING fails),
+marks the bus down, hands every local member a `BROKER_LOST` marker (the app closes those
+sockets with 1013 "try again later"), and reconnects with bounded exponential backoff. Until it
+is back, `connected` is False and publishing raises `BrokerUnavailable`. Nothing else in the
+service depends on the broker.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
+import contextlib
 import json
 import logging
-import os
-import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MEMBER_QUEUE_SIZE = 256
-SOCKET_GLOB = "chat-*.sock"
-_UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the trailing NUL
-_RECEIVE_BUFFER_BYTES = MAX_MESSAGE_BYTES  # publishers keep to it; longer would be cut
+CHANNEL_PREFIX = "chat:"
+CHANNEL_PATTERN = CHANNEL_PREFIX + "*"
+# A stalled broker fails a connect or a publish within this bound instead of holding a socket.
+BROKER_TIMEOUT_S = 2.0
+# The subscriber wakes up this often and PINGs an idle connection, so a broker that vanished
+# without closing the connection is noticed too.
+HEALTH_CHECK_S = 5.0
+# Reconnect backoff: quick first retries, then at most this long between attempts.
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 2.0
+
+# Queued for a member when the broker is lost: its socket must be closed.
+BROKER_LOST: Final = None
+
+StateListener = Callable[[bool], None]
 
 
 class MessageTooLarge(ValueError):
     """The encoded message exceeds `MAX_MESSAGE_BYTES`."""
 
 
+class BrokerUnavailable(ConnectionError):
+    """The chat broker cannot be reached now; the client should try again later."""
+
+
 @dataclass(eq=False)
 class Member:
-    """One local socket in one room; its sender task drains `queue`."""
+    """One local socket in one room; its sender task drains `queue` (texts, or `BROKER_LOST`)."""
 
     room: str
-    queue: asyncio.Queue[str] = field(
+    queue: asyncio.Queue[str | None] = field(
         default_factory=lambda: asyncio.Queue(maxsize=MEMBER_QUEUE_SIZE)
     )
 
 
 class ChatBus:
-    """Rooms of local members, plus fan-out to the other workers' buses."""
+    """Rooms of local members, fed by one Redis pattern subscription per worker process."""
 
-    def __init__(self, directory: Path | None, socket_name: str | None = None) -> None:
-        self.directory = directory
-        self.socket_name = socket_name or f"chat-{os.getpid()}.sock"
+    def __init__(self, url: str, *, on_state_change: StateListener | None = None) -> None:
+        self.url = url
+        self._on_state_change = on_state_change
         self._rooms: dict[str, set[Member]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._receiver: socket.socket | None = None
-        self._sender: socket.socket | None = None
+        self._connected = False
+        self._up: asyncio.Event | None = None
+        self._client: Redis | None = None
+        self._subscriber: asyncio.Task[None] | None = None
 
     @property
-    def socket_path(self) -> Path | None:
-        return None if self.directory is None else self.directory / self.socket_name
+    def connected(self) -> bool:
+        """True while this worker is subscribed, i.e. chat messages reach its members."""
+        return self._connected
 
     async def start(self) -> None:
-        path = self.socket_path
-        if path is None:
-            logger.debug("CHAT_BUS_DIR unset: chat is delivered within this process only")
-            return
-        if len(os.fsencode(path)) > _UNIX_PATH_MAX:
-            raise RuntimeError(f"chat bus socket path is too long for a unix socket: {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
-        # A plain socket watched with add_reader: uvloop's create_datagram_endpoint only
-        # takes (host, port) addresses, add_reader works on both event loops.
-        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        receiver.setblocking(False)
-        receiver.bind(str(path))
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(receiver.fileno(), self._drain_receiver)
-        self._receiver = receiver
-        # A separate unbound socket for sending, so each send's error names its target.
-        self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sender.setblocking(False)
-        logger.info("chat bus listening", extra={"fields": {"socket": str(path)}})
+        """Start subscribing in the background; never fails because the broker is down."""
+        self._up = asyncio.Event()
+        self._client = Redis.from_url(
+            self.url,
+            socket_connect_timeout=BROKER_TIMEOUT_S,
+            socket_timeout=BROKER_TIMEOUT_S,
+            health_check_interval=HEALTH_CHECK_S,
+            # Retries are the subscriber's job (with backoff); a publish fails at once.
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._set_connected(False)
+        self._subscriber = asyncio.create_task(self._subscribe_forever(), name="chat-subscriber")
 
     async def stop(self) -> None:
-        if self._receiver is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(self._receiver.fileno())
-            self._receiver.close()
-            self._receiver = None
-        if self._sender is not None:
-            self._sender.close()
-            self._sender = None
-        path = self.socket_path
-        if path is not None:
-            path.unlink(missing_ok=True)
+        if self._subscriber is not None:
+            self._subscriber.cancel()
+            await asyncio.gather(self._subscriber, return_exceptions=True)
+            self._subscriber = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        self._connected = False
 
-    def _drain_receiver(self) -> None:
-        """Read every queued datagram (called by the event loop when the socket is readable)."""
-        assert self._receiver is not None
+    async def wait_connected(self, timeout_s: float) -> bool:
+        """Wait until subscribed (or `timeout_s` passes); returns `connected`."""
+        if self._up is not None and not self._connected:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._up.wait(), timeout_s)
+        return self._connected
+
+    def _set_connected(self, connected: bool) -> None:
+        self._connected = connected
+        if self._up is not None:
+            if connected:
+                self._up.set()
+            else:
+                self._up.clear()
+        if self._on_state_change is not None:
+            self._on_state_change(connected)
+
+    async def _subscribe_forever(self) -> None:
+        assert self._client is not None
+        delay = RECONNECT_MIN_S
+        failures = 0
         while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
-                data = self._receiver.recv(_RECEIVE_BUFFER_BYTES)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                logger.warning("chat bus receive error: %s", exc)
-                return
-            self.deliver_local(data)
+                await pubsub.psubscribe(CHANNEL_PATTERN)
+                self._set_connected(True)
+                logger.info(
+                    "chat broker subscribed",
+                    extra={"fields": {"pattern": CHANNEL_PATTERN, "failed_attempts": failures}},
+                )
+                delay, failures = RECONNECT_MIN_S, 0
+                while True:
+                    message = await pubsub.get_message(timeout=HEALTH_CHECK_S)
+                    if message is not None:
+                        self._deliver(message)
+            except (RedisError, OSError) as exc:
+                failures += 1
+                if self._connected:
+                    self._set_connected(False)
+                    self._notify_lost()
+                    logger.warning("chat broker lost: %s", exc)
+                elif failures == 1:
+                    logger.warning("chat broker unavailable: %s", exc)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        try:
+            channel = message["channel"].decode("utf-8")
+            text = message["data"].decode("utf-8")
+        except (KeyError, AttributeError, UnicodeDecodeError):
+            logger.warning("chat bus dropped a malformed message")
+            return
+        if channel.startswith(CHANNEL_PREFIX):
+            self.deliver_local(channel.removeprefix(CHANNEL_PREFIX), text)
+
+    def _notify_lost(self) -> None:
+        for members in self._rooms.values():
+            for member in members:
+                if member.queue.full():
+                    member.queue.get_nowait()  # the oldest message gives way to the marker
+                member.queue.put_nowait(BROKER_LOST)
 
     def join(self, room: str) -> Member:
         member = Member(room=room)
@@ -127,41 +194,20 @@ class ChatBus:
     def members(self, room: str) -> int:
         return len(self._rooms.get(room, ()))
 
-    def publish(self, message: dict[str, Any]) -> None:
+    async def publish(self, message: dict[str, Any]) -> None:
         """Send `message` (it must carry `room`) to every member of its room in every worker."""
         data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         if len(data) > MAX_MESSAGE_BYTES:
             raise MessageTooLarge(f"chat message is {len(data)} bytes, max {MAX_MESSAGE_BYTES}")
-        if self._sender is None or self.directory is None:
-            self.deliver_local(data)
-            return
-        for peer in sorted(self.directory.glob(SOCKET_GLOB)):
-            self._send_to(peer, data)
-
-    def _send_to(self, peer: Path, data: bytes) -> None:
-        assert self._sender is not None
+        if self._client is None or not self._connected:
+            raise BrokerUnavailable("chat broker unavailable")
         try:
-            self._sender.sendto(data, str(peer))
-        except ConnectionRefusedError:
-            # Nobody is bound to it any more: a worker that died without cleaning up.
-            logger.info("removing stale chat socket", extra={"fields": {"socket": str(peer)}})
-            peer.unlink(missing_ok=True)
-        except FileNotFoundError:
-            pass  # removed between glob and send: that worker stopped
-        except BlockingIOError:
-            logger.warning("chat peer is not keeping up, message dropped for %s", peer.name)
-        except OSError as exc:
-            if exc.errno != errno.ENOTSOCK:
-                logger.warning("chat send to %s failed: %s", peer.name, exc)
+            await self._client.publish(CHANNEL_PREFIX + message["room"], data)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable("chat broker unavailable") from exc
 
-    def deliver_local(self, data: bytes) -> None:
-        """Queue one encoded message for every local member of its room."""
-        try:
-            room = json.loads(data)["room"]
-            text = data.decode("utf-8")
-        except (ValueError, KeyError, TypeError):
-            logger.warning("chat bus dropped a malformed datagram")
-            return
+    def deliver_local(self, room: str, text: str) -> None:
+        """Queue one message for every local member of `room`."""
         for member in tuple(self._rooms.get(room, ())):
             try:
                 member.queue.put_nowait(text)

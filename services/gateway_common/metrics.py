@@ -6,7 +6,8 @@ port (never on an app route). prometheus_client picks the mode when it is first
 imported, so the variable must be in the environment before Python starts: importing
 this module without it, or after prometheus_client was imported without it, fails.
 
-Dead workers: their live gauge files (`http_requests_in_progress`, `websocket_connections`)
+Dead workers: their live gauge files (`http_requests_in_progress`, `websocket_connections`,
+`chat_broker_up`)
 must be dropped or the gauges keep their last values forever. Gunicorn calls
 `mark_process_dead` from its `child_exit` hook; Uvicorn has no such hook, so the
 collector sweeps the directory before every scrape and marks pids that no longer exist.
@@ -100,6 +101,13 @@ websocket_messages_total = Counter(
     "WebSocket messages, in (from clients) and out (to clients).",
     [*_SERVICE_LABELS, "route", "direction"],
 )
+chat_broker_up = Gauge(
+    "chat_broker_up",
+    "1 while every live worker is subscribed to the chat broker (Redis), else 0.",
+    list(_SERVICE_LABELS),
+    # The lowest value over live workers: one disconnected worker makes the service's value 0.
+    multiprocess_mode="livemin",
+)
 
 
 def method_label(method: str) -> str:
@@ -131,6 +139,10 @@ def websocket_closed(service: str, interface: str, route: str) -> None:
 
 def websocket_message(service: str, interface: str, route: str, direction: str) -> None:
     websocket_messages_total.labels(service, interface, route, direction).inc()
+
+
+def set_chat_broker_up(service: str, interface: str, up: bool) -> None:
+    chat_broker_up.labels(service, interface).set(1 if up else 0)
 
 
 def set_server_gauges(service: str, interface: str, workers: int, capacity: int) -> None:

@@ -1,8 +1,9 @@
 """Native mode: the real processes of the stack on loopback, from the same templates as Docker.
 
-nginx and Prometheus (and the two exporters) come from Debian's packages; Gunicorn and Uvicorn
-from the project's virtual environment. Every process runs in its own session with a pid file, a
-log file and a health URL under one state directory (``.run/<profile>``).
+nginx, Prometheus, Redis (the chat broker) and the exporters come from Debian's packages;
+Gunicorn and Uvicorn from the project's virtual environment. Every process runs in its own
+session with a pid file, a log file and a health URL under one state directory
+(``.run/<profile>``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +29,7 @@ from pathlib import Path
 
 from stackctl import processes
 from stackctl.render import render_file, static_discovery
-from stackctl.settings import Settings
+from stackctl.settings import HOST, Settings
 
 HEALTH_TIMEOUT_S = 60.0
 TARGETS_UP_TIMEOUT_S = 30.0
@@ -70,6 +73,8 @@ SYSTEM_PROGRAMS: dict[str, tuple[str, str]] = {
         "brew install nginx-prometheus-exporter",
     ),
     "prometheus-node-exporter": ("prometheus-node-exporter", "brew install node_exporter"),
+    "redis-server": ("redis-server", "brew install redis"),
+    "prometheus-redis-exporter": ("prometheus-redis-exporter", "brew install redis_exporter"),
 }
 
 
@@ -146,6 +151,7 @@ def prometheus_values(settings: Settings) -> dict[str, str]:
         "ASGI_METRICS_DISCOVERY": static_discovery(settings.address("asgi_metrics")),
         "NGINX_EXPORTER_TARGET": settings.address("nginx_exporter"),
         "NODE_EXPORTER_TARGET": settings.address("node_exporter"),
+        "REDIS_EXPORTER_TARGET": settings.address("redis_exporter"),
         "CADVISOR_DISCOVERY": "static_configs: [{targets: []}]",
         "PROMETHEUS_RULES_DIR": str(settings.repo_root / "monitoring" / "prometheus" / "rules"),
         "PROMETHEUS_TARGETS_DIR": str(settings.targets_dir),
@@ -168,6 +174,44 @@ def render_configs(settings: Settings) -> tuple[Path, Path, Path]:
     return nginx_conf, run_dir, prometheus_yml
 
 
+def redis_values(settings: Settings) -> dict[str, str]:
+    return {
+        "REDIS_BIND": HOST,
+        "REDIS_PORT": str(settings.ports["redis"]),
+        "REDIS_PROTECTED_MODE": "yes",  # loopback only: nobody else could connect anyway
+        "REDIS_DIR": str(redis_dir(settings)),
+    }
+
+
+def redis_dir(settings: Settings) -> Path:
+    """Redis's working directory; it stays empty (no persistence)."""
+    return settings.state_dir / "redis"
+
+
+def render_redis_conf(settings: Settings) -> Path:
+    redis_conf = settings.config_dir / "redis.conf"
+    render_file(
+        settings.repo_root / "services" / "redis" / "redis.conf.template",
+        redis_conf,
+        redis_values(settings),
+    )
+    return redis_conf
+
+
+def health_urls(settings: Settings) -> dict[str, str]:
+    """What `up` waits for and `status` probes, per component (http:// or redis:// URLs)."""
+    return {
+        "redis": settings.redis_url,
+        "redis-exporter": settings.url("redis_exporter", "/metrics"),
+        "flask": settings.url("wsgi", "/healthz"),
+        "fastapi": settings.url("asgi", "/healthz"),
+        "nginx": settings.url("nginx_status", "/healthz"),
+        "nginx-exporter": settings.url("nginx_exporter", "/metrics"),
+        "node-exporter": settings.url("node_exporter", "/metrics"),
+        "prometheus": settings.url("prometheus", "/-/ready"),
+    }
+
+
 def service_env(settings: Settings) -> dict[str, str]:
     """Environment of both Python services; worker counts etc. pass through from the user."""
     env = {
@@ -182,7 +226,7 @@ def service_env(settings: Settings) -> dict[str, str]:
             "ASGI_BIND": settings.address("asgi"),
             "ASGI_METRICS_BIND": settings.address("asgi_metrics"),
             "FORWARDED_ALLOW_IPS": "127.0.0.1",
-            "CHAT_BUS_DIR": str(settings.state_dir / "chat-bus"),
+            "REDIS_URL": settings.redis_url,
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -192,11 +236,32 @@ def service_env(settings: Settings) -> dict[str, str]:
 def components(settings: Settings) -> list[Component]:
     """Every process of the native stack, in start order."""
     nginx_conf, nginx_run_dir, prometheus_yml = render_configs(settings)
+    redis_conf = render_redis_conf(settings)
+    health = health_urls(settings)
     bin_dir = Path(sys.executable).parent
     env = service_env(settings)
     metrics_root = settings.state_dir / "multiproc"
     plain_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
     return [
+        # First: the FastAPI workers find their chat broker up when they start.
+        Component(
+            name="redis",
+            argv=[find_program("redis-server"), str(redis_conf)],
+            health_url=health["redis"],
+            port_names=("redis",),
+            env=plain_env,
+        ),
+        Component(
+            name="redis-exporter",
+            argv=[
+                find_program("prometheus-redis-exporter"),
+                f"-redis.addr={settings.redis_url}",
+                f"-web.listen-address={settings.address('redis_exporter')}",
+            ],
+            health_url=health["redis-exporter"],
+            port_names=("redis_exporter",),
+            env=plain_env,
+        ),
         Component(
             name="flask",
             argv=[
@@ -204,21 +269,21 @@ def components(settings: Settings) -> list[Component]:
                 "-c",
                 str(settings.repo_root / "services" / "flask_app" / "gunicorn.conf.py"),
             ],
-            health_url=settings.url("wsgi", "/healthz"),
+            health_url=health["flask"],
             port_names=("wsgi", "wsgi_metrics"),
             env={**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_root / "flask")},
         ),
         Component(
             name="fastapi",
             argv=[sys.executable, "-m", "fastapi_app.serve"],
-            health_url=settings.url("asgi", "/healthz"),
+            health_url=health["fastapi"],
             port_names=("asgi", "asgi_metrics"),
             env={**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_root / "fastapi")},
         ),
         Component(
             name="nginx",
             argv=nginx_command(settings, nginx_conf, nginx_run_dir, "-g", "daemon off;"),
-            health_url=settings.url("nginx_status", "/healthz"),
+            health_url=health["nginx"],
             port_names=("public", "nginx_status"),
             env=plain_env,
         ),
@@ -232,7 +297,7 @@ def components(settings: Settings) -> list[Component]:
                 "-nginx.retries=40",
                 "-nginx.retry-interval=250ms",
             ],
-            health_url=settings.url("nginx_exporter", "/metrics"),
+            health_url=health["nginx-exporter"],
             port_names=("nginx_exporter",),
             env=plain_env,
         ),
@@ -245,7 +310,7 @@ def components(settings: Settings) -> list[Component]:
                 "--no-collector.textfile",
                 "--no-collector.systemd",
             ],
-            health_url=settings.url("node_exporter", "/metrics"),
+            health_url=health["node-exporter"],
             port_names=("node_exporter",),
             env=plain_env,
         ),
@@ -258,7 +323,7 @@ def components(settings: Settings) -> list[Component]:
                 "--storage.tsdb.retention.time=2d",
                 f"--web.listen-address={settings.address('prometheus')}",
             ],
-            health_url=settings.url("prometheus", "/-/ready"),
+            health_url=health["prometheus"],
             port_names=("prometheus",),
             env=plain_env,
         ),
@@ -266,10 +331,23 @@ def components(settings: Settings) -> list[Component]:
 
 
 def _healthy(url: str) -> bool:
+    if url.startswith("redis://"):
+        return _redis_answers(url)
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _redis_answers(url: str) -> bool:
+    """True when the Redis server at `url` answers PING (an inline command, no client needed)."""
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=2) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(64).startswith(b"+PONG")
+    except OSError:
         return False
 
 
@@ -298,9 +376,10 @@ def up(settings: Settings, say: Printer = print) -> None:
                     f"port {port} ({port_name}, needed by {component.name}) is already in use by: "
                     f"{processes.listener_of(port)}. Stop it, or run `make down` if it is ours."
                 )
+        if component.name == "redis":
+            redis_dir(settings).mkdir(parents=True, exist_ok=True)
         if component.name in ("flask", "fastapi"):
             Path(component.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
-            Path(component.env["CHAT_BUS_DIR"]).mkdir(parents=True, exist_ok=True)
         pid = processes.spawn(
             component.argv,
             env=component.env,
@@ -365,11 +444,12 @@ def _wait_targets_up(settings: Settings, say: Printer) -> None:
 # 1012 close frame (uvicorn's shutdown) through nginx instead of holding nginx until its
 # worker_shutdown_timeout; uvicorn itself finishes the HTTP requests it holds. Gunicorn goes last:
 # its sync workers serve one request at a time and the rest wait in its listen backlog, which a
-# stopping master drops, so it must only stop once nginx has nothing left to send it.
+# stopping master drops, so it must only stop once nginx has nothing left to send it. Redis goes
+# with it, once FastAPI is gone: chat sockets end with uvicorn's 1012, not a broker-lost 1013.
 STOP_STAGES: tuple[tuple[str, ...], ...] = (
-    ("prometheus", "node-exporter", "nginx-exporter"),
+    ("prometheus", "node-exporter", "nginx-exporter", "redis-exporter"),
     ("nginx", "fastapi"),
-    ("flask",),
+    ("flask", "redis"),
 )
 STOP_SIGNALS: dict[str, signal.Signals] = {"nginx": signal.SIGQUIT}
 
@@ -509,10 +589,9 @@ class ComponentStatus:
 
 def status(settings: Settings) -> list[ComponentStatus]:
     rows = []
-    for name, port_name, path in STATUS_PROBES:
+    for name, url in health_urls(settings).items():
         record = processes.read_pid(settings.pids_dir / f"{name}.pid")
         running = processes.is_alive(record)
-        url = settings.url(port_name, path)
         rows.append(
             ComponentStatus(
                 name=name,
@@ -523,16 +602,6 @@ def status(settings: Settings) -> list[ComponentStatus]:
             )
         )
     return rows
-
-
-STATUS_PROBES: list[tuple[str, str, str]] = [
-    ("flask", "wsgi", "/healthz"),
-    ("fastapi", "asgi", "/healthz"),
-    ("nginx", "nginx_status", "/healthz"),
-    ("nginx-exporter", "nginx_exporter", "/metrics"),
-    ("node-exporter", "node_exporter", "/metrics"),
-    ("prometheus", "prometheus", "/-/ready"),
-]
 
 
 def log_files(settings: Settings) -> list[Path]:

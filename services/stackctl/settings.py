@@ -26,6 +26,8 @@ BASE_PORTS: dict[str, int] = {
     "nginx_exporter": 9113,
     "node_exporter": 9100,
     "locust_metrics": 9646,
+    "redis": 6379,
+    "redis_exporter": 9121,
 }
 PROFILE_PORT_OFFSETS: dict[str, int] = {"default": 0, "test": 10000, "chaos": 20000}
 # Only the two ports a user looks at may be moved from the environment, like in Docker mode.
@@ -50,6 +52,11 @@ class Settings:
 
     def url(self, name: str, path: str = "") -> str:
         return f"http://{self.address(name)}{path}"
+
+    @property
+    def redis_url(self) -> str:
+        """The chat broker, as the FastAPI service's REDIS_URL takes it (database 0)."""
+        return f"redis://{self.address('redis')}/0"
 
     @property
     def logs_dir(self) -> Path:

@@ -57,7 +57,7 @@ def test_every_service_with_an_image_runs_and_only_unavailable_images_are_left_o
 
 
 def test_every_prometheus_target_is_up(stack):
-    jobs = {"prometheus", "flask", "fastapi", "nginx", "node"}
+    jobs = {"prometheus", "flask", "fastapi", "nginx", "node", "redis"}
     results = stack.wait_for(
         "up",
         lambda r: jobs <= {s["metric"]["job"] for s in r} and all(s["value"][1] == "1" for s in r),

@@ -4,7 +4,9 @@ a crashed replica costs no idempotent request, and `make reload` under load fail
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +14,7 @@ import time
 
 import httpx
 import pytest
+import websockets
 
 from tests.docker.conftest import DockerStack, figure
 from tests.reliability.harness import Load, wait_until
@@ -57,6 +60,32 @@ def test_prometheus_scrapes_every_replica(scaled: DockerStack):
             f'count(up{{job="{job}"}} == 1)',
             lambda r: bool(r) and r[0]["value"][1] == str(REPLICAS),
         )
+
+
+def test_a_chat_message_reaches_sockets_on_every_replica(scaled: DockerStack):
+    """Redis pub/sub carries the room across workers and replicas alike."""
+    room = f"scale{time.time_ns() % 10**8}"
+    url = f"{scaled.ws_url}/asgi/ws/chat?room={room}"
+
+    async def chat() -> tuple[dict[str, int], list[dict]]:
+        sockets, hosts = [], collections.Counter()
+        try:
+            # Round robin spreads new sockets over the replicas; stop once every one holds some.
+            while len(hosts) < REPLICAS and len(sockets) < 8 * REPLICAS:
+                socket = await websockets.connect(url)
+                sockets.append(socket)
+                hosts[json.loads(await asyncio.wait_for(socket.recv(), 10))["host"]] += 1
+            await sockets[0].send("across replicas")
+            received = [json.loads(await asyncio.wait_for(s.recv(), 10)) for s in sockets]
+            return dict(hosts), received
+        finally:
+            for socket in sockets:
+                await socket.close()
+
+    hosts, received = asyncio.run(chat())
+    figure(f"chat: {len(received)} sockets on replicas {sorted(hosts.values())}, all received")
+    assert set(hosts) == scaled.replica_hosts("fastapi")
+    assert all(m["type"] == "message" and m["text"] == "across replicas" for m in received)
 
 
 def _main_pid(container: str) -> int:

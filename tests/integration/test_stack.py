@@ -223,10 +223,21 @@ def test_websocket_chat_refuses_a_bad_room_name(stack: StackHandle):
 
 def test_every_prometheus_target_is_up(stack: StackHandle):
     results = stack.wait_for(
-        "up", lambda r: len(r) >= 5 and all(s["value"][1] == "1" for s in r), timeout_s=40
+        "up", lambda r: len(r) >= 6 and all(s["value"][1] == "1" for s in r), timeout_s=40
     )
     jobs = {series["metric"]["job"] for series in results}
-    assert {"prometheus", "flask", "fastapi", "nginx", "node"} <= jobs
+    assert {"prometheus", "flask", "fastapi", "nginx", "node", "redis"} <= jobs
+
+
+def test_chat_broker_is_up_and_watched(stack: StackHandle):
+    # The exporter reaches Redis, and every uvicorn worker is subscribed to it.
+    redis_up = stack.wait_for("redis_up", lambda r: len(r) == 1 and r[0]["value"][1] == "1")
+    assert redis_up[0]["metric"]["job"] == "redis"
+    stack.wait_for(
+        'chat_broker_up{job="fastapi"}', lambda r: len(r) == 1 and r[0]["value"][1] == "1"
+    )
+    patterns = stack.wait_for("redis_pubsub_patterns", lambda r: len(r) == 1)
+    assert patterns[0]["value"][1] == "1"  # one pattern, chat:*, shared by the workers
 
 
 def _counter(metrics_text: str, name: str, **labels: str) -> float:

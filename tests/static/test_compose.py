@@ -28,6 +28,8 @@ ENV_EXAMPLE = ROOT / ".env.example"
 SCHEMA_FILE = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
 NGINX_TEMPLATE = ROOT / "nginx" / "templates" / "nginx.conf.template"
 PROMETHEUS_TEMPLATE = ROOT / "monitoring" / "prometheus" / "prometheus.yml.template"
+REDIS_TEMPLATE = ROOT / "services" / "redis" / "redis.conf.template"
+TEMPLATES = (NGINX_TEMPLATE, PROMETHEUS_TEMPLATE, REDIS_TEMPLATE)
 
 try:
     from stackctl import render
@@ -41,6 +43,7 @@ APP_SERVICES = ("flask", "fastapi")
 # Long-running services that cannot have a health check, and why.
 NO_HEALTHCHECK = {
     "nginx-exporter": "a single static binary in an empty image: no shell, no wget",
+    "redis-exporter": "a single static binary in an empty image: no shell, no wget",
     "locust-worker": "serves nothing; the master lists the workers it sees",
 }
 # Services allowed to run as root, and why.
@@ -397,11 +400,13 @@ def test_app_services_are_hardened_and_identically_sized(
         limits.add((service["cpus"], service["mem_limit"], service.get("pids_limit")))
         env = environment(service)
         writable = tmpfs_targets(service)
-        for variable_name in ("PROMETHEUS_MULTIPROC_DIR", "CHAT_BUS_DIR"):
-            if variable_name in env:
-                assert env[variable_name] in writable, f"{name}: {variable_name} not on tmpfs"
+        if "PROMETHEUS_MULTIPROC_DIR" in env:
+            assert env["PROMETHEUS_MULTIPROC_DIR"] in writable, f"{name}: metrics not on tmpfs"
         assert "/tmp" in writable, f"{name}: no writable /tmp on a read-only root"
-    assert "CHAT_BUS_DIR" in environment(services["fastapi"])
+    # The chat bus is Redis pub/sub: a broker address, no shared socket directory.
+    fastapi_env = environment(services["fastapi"])
+    assert fastapi_env.get("REDIS_URL", "").startswith("redis://")
+    assert "CHAT_BUS_DIR" not in fastapi_env
     assert len(limits) == 1, f"flask and fastapi differ: {limits}"
     assert limits.pop()[:2] == ("${SERVICE_CPUS:-1.0}", "${SERVICE_MEMORY:-512m}")
 
@@ -497,7 +502,7 @@ def test_dot_env_is_git_ignored() -> None:
 # --------------------------------------------------------------------------- config templates
 
 
-@pytest.mark.parametrize("template", [NGINX_TEMPLATE, PROMETHEUS_TEMPLATE], ids=lambda p: p.name)
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
 def test_config_service_fills_every_template_placeholder(
     services: dict[str, dict[str, Any]], template: Path
 ) -> None:
@@ -513,8 +518,7 @@ def test_config_service_sets_nothing_the_templates_do_not_use(
 ) -> None:
     if not PROMETHEUS_TEMPLATE.is_file():
         pytest.skip("monitoring/prometheus/prometheus.yml.template does not exist yet")
-    used = render.placeholders(NGINX_TEMPLATE.read_text())
-    used |= render.placeholders(PROMETHEUS_TEMPLATE.read_text())
+    used = set().union(*(render.placeholders(template.read_text()) for template in TEMPLATES))
     extra = set(environment(services["config"])) - used
     assert not extra, f"config service sets unused {sorted(extra)}"
 
@@ -530,6 +534,7 @@ def test_config_service_renders_from_read_only_templates_into_the_shared_volume(
     sources = {
         "/templates/nginx": "./nginx/templates",
         "/templates/prometheus": "./monitoring/prometheus",
+        "/templates/redis": "./services/redis",
     }
     for target, source in sources.items():
         assert mounts[target]["source"] == source and mounts[target]["read_only"], target
@@ -538,11 +543,12 @@ def test_config_service_renders_from_read_only_templates_into_the_shared_volume(
     for template, output in pairs:
         directory = str(Path(template).parent)
         host_file = ROOT / sources[directory].removeprefix("./") / Path(template).name
-        assert host_file.name in (NGINX_TEMPLATE.name, PROMETHEUS_TEMPLATE.name), template
+        assert host_file in TEMPLATES, template
         assert output.startswith("/rendered/"), output
     assert [output for _, output in pairs] == [
         "/rendered/nginx/nginx.conf",
         "/rendered/prometheus/prometheus.yml",
+        "/rendered/redis/redis.conf",
     ]
     assert environment(config)["NGINX_USER_DIRECTIVE"] == ""
 
@@ -610,7 +616,7 @@ def test_rendered_prometheus_config_scrapes_the_compose_services(
                 locust = {v["target"]: v for v in volume_entries(services["locust-master"])}
                 assert locust[directory]["source"] == "prometheus-targets"
     ports = {"flask": "9100", "fastapi": "9100", "nginx-exporter": "9113"}
-    ports |= {"node-exporter": "9100", "cadvisor": "8080"}
+    ports |= {"node-exporter": "9100", "cadvisor": "8080", "redis-exporter": "9121"}
     for target in targets:
         host, _, port = target.rpartition(":")
         if host == "localhost":

@@ -132,6 +132,7 @@ def native_values(tmp_path: Path) -> dict[str, str]:
         "ASGI_METRICS_DISCOVERY": static_discovery("127.0.0.1:19102"),
         "NGINX_EXPORTER_TARGET": "127.0.0.1:19113",
         "NODE_EXPORTER_TARGET": "127.0.0.1:19100",
+        "REDIS_EXPORTER_TARGET": "127.0.0.1:19121",
         "CADVISOR_DISCOVERY": "static_configs: [{targets: []}]",
         "PROMETHEUS_RULES_DIR": str(RULES_DIR),
         "PROMETHEUS_TARGETS_DIR": str(tmp_path / "targets"),
@@ -152,7 +153,9 @@ def test_promtool_check_config_of_the_native_render(promtool, tmp_path):
 
     config = yaml.safe_load(rendered.read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"prometheus", "flask", "fastapi", "nginx", "node", "cadvisor", "locust"}
+    assert set(jobs) == {
+        *("prometheus", "flask", "fastapi", "nginx", "node", "redis", "cadvisor", "locust")
+    }
     assert jobs["cadvisor"]["static_configs"][0]["targets"] == []
     assert jobs["locust"]["file_sd_configs"][0]["files"] == [
         f"{values['PROMETHEUS_TARGETS_DIR']}/locust*.json"

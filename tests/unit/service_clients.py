@@ -10,6 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi.testclient import TestClient
+
+from fastapi_app.app import create_app as create_fastapi_app
+
+BROKER_CONNECT_TIMEOUT_S = 10.0  # a bound against hanging, not a speed requirement
+
 
 @dataclass
 class Answer:
@@ -58,3 +64,14 @@ class ServiceClient:
     def post_json(self, path: str, document: Any, content_type: str = "application/json") -> Answer:
         body = json.dumps(document).encode()
         return self.request("POST", path, body=body, headers={"Content-Type": content_type})
+
+
+def start_fastapi_client(**options: object) -> TestClient:
+    """A TestClient whose lifespan has run and whose chat bus is subscribed."""
+    client = TestClient(create_fastapi_app(), **options)  # type: ignore[arg-type]
+    client.__enter__()
+    bus = client.app.state.chat_bus  # type: ignore[attr-defined]
+    if not client.portal.call(bus.wait_connected, BROKER_CONNECT_TIMEOUT_S):
+        client.__exit__(None, None, None)
+        raise RuntimeError("the chat bus did not connect to the test redis-server")
+    return client

@@ -1,29 +1,59 @@
-"""The cross-worker chat bus: two bus instances stand in for two uvicorn workers."""
+"""The chat bus against a real redis-server: two bus instances stand in for two uvicorn workers.
+
+Each test gets its own redis-server (a free loopback port, configured from the stack's
+template), so stopping it for an outage disturbs nothing else.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import uvloop
 
-from gateway_common.chat_bus import MAX_MESSAGE_BYTES, ChatBus, Member, MessageTooLarge
+from gateway_common.chat_bus import (
+    BROKER_LOST,
+    CHANNEL_PREFIX,
+    MAX_MESSAGE_BYTES,
+    MEMBER_QUEUE_SIZE,
+    RECONNECT_MAX_S,
+    BrokerUnavailable,
+    ChatBus,
+    Member,
+    MessageTooLarge,
+)
+from tests.redis_server import RedisServer
+
+# Generous bounds for a shared machine; they only stop a broken test from hanging.
+RECEIVE_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 10.0
+RECOVERY_TIMEOUT_S = 10 * RECONNECT_MAX_S  # room for several reconnect attempts
 
 
 @pytest.fixture
-def bus_dir() -> Iterator[Path]:
-    # Short path: unix socket paths are limited to 107 bytes, pytest's tmp_path can be long.
-    with tempfile.TemporaryDirectory(prefix="chat-") as directory:
-        yield Path(directory)
+def broker(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 async def _receive(member: Member) -> dict:
-    return json.loads(await asyncio.wait_for(member.queue.get(), timeout=2))
+    text = await asyncio.wait_for(member.queue.get(), timeout=RECEIVE_TIMEOUT_S)
+    assert text is not BROKER_LOST
+    return json.loads(text)
+
+
+async def _started(url: str, states: list[bool] | None = None) -> ChatBus:
+    bus = ChatBus(url, on_state_change=None if states is None else states.append)
+    await bus.start()
+    assert await bus.wait_connected(CONNECT_TIMEOUT_S), "the bus did not subscribe"
+    return bus
 
 
 # Production runs on uvloop (serve.py), unit tests elsewhere on asyncio: cover both.
@@ -31,81 +61,36 @@ LOOP_FACTORIES = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_
 
 
 @pytest.mark.parametrize("loop_name", sorted(LOOP_FACTORIES))
-def test_delivers_across_two_buses(bus_dir: Path, loop_name: str) -> None:
+def test_delivers_across_two_buses(broker: RedisServer, loop_name: str) -> None:
     async def scenario() -> None:
-        worker_a = ChatBus(bus_dir, socket_name="chat-1.sock")
-        worker_b = ChatBus(bus_dir, socket_name="chat-2.sock")
-        await worker_a.start()
-        await worker_b.start()
+        worker_a = await _started(broker.url)
+        worker_b = await _started(broker.url)
         try:
             on_a = worker_a.join("lobby")
             on_b = worker_b.join("lobby")
             other_room_on_b = worker_b.join("other")
-            worker_a.publish({"type": "message", "room": "lobby", "text": "hi"})
+            await worker_a.publish({"type": "message", "room": "lobby", "text": "hi"})
             assert (await _receive(on_a))["text"] == "hi"  # own worker: same path
             assert (await _receive(on_b))["text"] == "hi"  # other worker
-            await asyncio.sleep(0.05)
-            assert other_room_on_b.queue.empty()
+            # A later message to the other room arrives; the lobby's never did.
+            await worker_a.publish({"type": "message", "room": "other", "text": "there"})
+            assert (await _receive(other_room_on_b))["text"] == "there"
         finally:
             await worker_a.stop()
             await worker_b.stop()
-        assert list(bus_dir.iterdir()) == []  # sockets removed on stop
 
     with asyncio.Runner(loop_factory=LOOP_FACTORIES[loop_name]) as runner:
         runner.run(scenario())
 
 
-def test_removes_sockets_of_dead_workers(bus_dir: Path) -> None:
-    stale = bus_dir / "chat-999999.sock"
-    dead = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    dead.bind(str(stale))
-    dead.close()  # the file stays, nobody listens: a worker killed with SIGKILL
-
+def test_largest_message_crosses_workers(broker: RedisServer) -> None:
     async def scenario() -> None:
-        bus = ChatBus(bus_dir, socket_name="chat-1.sock")
-        await bus.start()
-        try:
-            member = bus.join("r")
-            bus.publish({"room": "r", "text": "x"})
-            assert (await _receive(member))["text"] == "x"
-        finally:
-            await bus.stop()
-
-    assert stale.exists()
-    asyncio.run(scenario())
-    assert not stale.exists()
-
-
-def test_in_process_fallback_without_directory() -> None:
-    async def scenario() -> None:
-        bus = ChatBus(None)
-        await bus.start()
-        member = bus.join("r")
-        bus.publish({"room": "r", "text": "local"})
-        assert (await _receive(member))["text"] == "local"
-        bus.leave(member)
-        assert bus.members("r") == 0
-        await bus.stop()
-
-    asyncio.run(scenario())
-
-
-def test_refuses_messages_over_the_bound() -> None:
-    bus = ChatBus(None)
-    with pytest.raises(MessageTooLarge):
-        bus.publish({"room": "r", "text": "x" * MAX_MESSAGE_BYTES})
-
-
-def test_largest_message_crosses_workers(bus_dir: Path) -> None:
-    async def scenario() -> None:
-        worker_a = ChatBus(bus_dir, socket_name="chat-1.sock")
-        worker_b = ChatBus(bus_dir, socket_name="chat-2.sock")
-        await worker_a.start()
-        await worker_b.start()
+        worker_a = await _started(broker.url)
+        worker_b = await _started(broker.url)
         try:
             member = worker_b.join("r")
             text = "y" * (MAX_MESSAGE_BYTES - 100)
-            worker_a.publish({"room": "r", "text": text})
+            await worker_a.publish({"room": "r", "text": text})
             assert (await _receive(member))["text"] == text
         finally:
             await worker_a.stop()
@@ -114,9 +99,119 @@ def test_largest_message_crosses_workers(bus_dir: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_malformed_datagram_is_dropped() -> None:
-    bus = ChatBus(None)
-    member = bus.join("r")
-    bus.deliver_local(b"not json")
-    bus.deliver_local(b'{"no_room": 1}')
-    assert member.queue.empty()
+def test_refuses_messages_over_the_bound(broker: RedisServer) -> None:
+    async def scenario() -> None:
+        bus = await _started(broker.url)
+        try:
+            with pytest.raises(MessageTooLarge):
+                await bus.publish({"room": "r", "text": "x" * MAX_MESSAGE_BYTES})
+        finally:
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
+def test_full_member_queue_drops_instead_of_blocking(broker: RedisServer) -> None:
+    async def scenario() -> None:
+        bus = await _started(broker.url)
+        try:
+            slow = bus.join("r")
+            for seq in range(MEMBER_QUEUE_SIZE + 10):
+                await bus.publish({"room": "r", "seq": seq})
+            # Poll until the subscriber has delivered everything it will (the queue is full).
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + RECEIVE_TIMEOUT_S
+            while not slow.queue.full() and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            assert slow.queue.full()
+            await bus.publish({"room": "r", "seq": "after"})  # still accepted, dropped for it
+            first = json.loads(slow.queue.get_nowait())
+            assert first["seq"] == 0
+        finally:
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
+def test_malformed_messages_on_the_channel_are_dropped(broker: RedisServer) -> None:
+    async def scenario() -> None:
+        bus = await _started(broker.url)
+        try:
+            member = bus.join("r")
+            assert bus._client is not None
+            await bus._client.publish(CHANNEL_PREFIX + "r", b"\xff\xfe not utf-8")
+            await bus.publish({"room": "r", "text": "fine"})
+            assert (await _receive(member))["text"] == "fine"
+            assert member.queue.empty()
+        finally:
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
+def test_start_with_the_broker_down_then_connects_when_it_comes(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)  # not started yet
+
+    async def scenario() -> None:
+        states: list[bool] = []
+        bus = ChatBus(server.url, on_state_change=states.append)
+        await bus.start()
+        try:
+            assert not await bus.wait_connected(0.5)
+            with pytest.raises(BrokerUnavailable):
+                await bus.publish({"room": "r", "text": "nobody hears this"})
+            await asyncio.to_thread(server.start)
+            assert await bus.wait_connected(RECOVERY_TIMEOUT_S)
+            member = bus.join("r")
+            await bus.publish({"room": "r", "text": "now"})
+            assert (await _receive(member))["text"] == "now"
+            assert states[0] is False and states[-1] is True
+        finally:
+            await bus.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+
+
+def test_broker_loss_reaches_members_and_the_bus_recovers(broker: RedisServer) -> None:
+    async def scenario() -> None:
+        states: list[bool] = []
+        bus = await _started(broker.url, states)
+        try:
+            member = bus.join("r")
+            await asyncio.to_thread(broker.stop)
+            lost = await asyncio.wait_for(member.queue.get(), timeout=RECOVERY_TIMEOUT_S)
+            assert lost is BROKER_LOST
+            assert not bus.connected
+            assert states[-1] is False
+            with pytest.raises(BrokerUnavailable):
+                await bus.publish({"room": "r", "text": "lost"})
+
+            await asyncio.to_thread(broker.start)
+            # Reconnects by itself (no restart): attempts are at most RECONNECT_MAX_S apart.
+            assert await bus.wait_connected(RECOVERY_TIMEOUT_S)
+            assert states[-1] is True
+            again = bus.join("r")
+            await bus.publish({"room": "r", "text": "back"})
+            assert (await _receive(again))["text"] == "back"
+        finally:
+            await bus.stop()
+
+    asyncio.run(scenario())
+
+
+def test_leave_removes_empty_rooms(broker: RedisServer) -> None:
+    async def scenario() -> None:
+        bus = await _started(broker.url)
+        try:
+            member = bus.join("r")
+            assert bus.members("r") == 1
+            bus.leave(member)
+            bus.leave(member)  # twice is harmless
+            assert bus.members("r") == 0
+        finally:
+            await bus.stop()
+
+    asyncio.run(scenario())

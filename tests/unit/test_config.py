@@ -57,13 +57,14 @@ def test_wsgi_errors_name_the_variable(
 
 
 def test_asgi_defaults_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="REDIS_URL is required"):
+        load_asgi_settings()
+    monkeypatch.setenv("REDIS_URL", "redis://broker:6400/0")
     settings = load_asgi_settings()
     assert settings.bind == Bind("127.0.0.1", 8002)
     assert settings.root_path == "/asgi"
     assert settings.forwarded_allow_ips == "127.0.0.1"
-    assert settings.chat_bus_dir is None
-    with pytest.raises(ConfigError, match="CHAT_BUS_DIR is required"):
-        load_asgi_settings(require_chat_bus_dir=True)
+    assert settings.redis_url == "redis://broker:6400/0"
     monkeypatch.setenv("ASGI_ROOT_PATH", "/asgi/")
     with pytest.raises(ConfigError, match="ASGI_ROOT_PATH"):
         load_asgi_settings()
@@ -71,6 +72,13 @@ def test_asgi_defaults_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_asgi_settings().root_path == ""
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.0/8,nginx")
     with pytest.raises(ConfigError, match="FORWARDED_ALLOW_IPS .* got 'nginx'"):
+        load_asgi_settings()
+
+
+@pytest.mark.parametrize("value", ["broker:6379", "http://broker:6379", "redis://"])
+def test_redis_url_is_checked(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("REDIS_URL", value)
+    with pytest.raises(ConfigError, match="REDIS_URL must be a URL starting with redis://"):
         load_asgi_settings()
 
 
@@ -112,18 +120,19 @@ def test_gunicorn_conf_bad_value_fails_at_load() -> None:
 
 
 def test_launcher_reports_config_errors() -> None:
-    env = {**os.environ, "CHAT_BUS_DIR": "/tmp/unused", "ASGI_WORKERS": "x"}
+    unused_broker = "redis://127.0.0.1:1/0"  # never contacted: the launcher stops first
+    env = {**os.environ, "REDIS_URL": unused_broker, "ASGI_WORKERS": "x"}
     result = _run([sys.executable, "-m", "fastapi_app.serve"], env)
     assert result.returncode == 2
     assert "configuration error: ASGI_WORKERS must be an integer" in result.stderr
 
-    env = {k: v for k, v in os.environ.items() if k != "CHAT_BUS_DIR"}
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     result = _run([sys.executable, "-m", "fastapi_app.serve"], env)
     assert result.returncode == 2
-    assert "CHAT_BUS_DIR is required" in result.stderr
+    assert "REDIS_URL is required" in result.stderr
 
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    env["CHAT_BUS_DIR"] = "/tmp/unused"
+    env["REDIS_URL"] = unused_broker
     result = _run([sys.executable, "-m", "fastapi_app.serve"], env)
     assert result.returncode == 2
     assert "PROMETHEUS_MULTIPROC_DIR is not set" in result.stderr

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from service_clients import ServiceClient
+from service_clients import BROKER_CONNECT_TIMEOUT_S, ServiceClient, start_fastapi_client
 from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from fastapi_app.app import create_app
+from gateway_common import metrics
+from tests.redis_server import RedisServer
 
 
 @pytest.mark.parametrize(
@@ -165,7 +171,7 @@ def test_openapi_documents_query_parameters(fastapi_client: ServiceClient) -> No
     assert {"/stream", "/cpu", "/echo", "/io/blocking", "/io/threadpool"} <= set(spec["paths"])
 
 
-def test_docs_under_root_path() -> None:
+def test_docs_under_root_path(redis_url: str) -> None:
     # nginx strips /asgi; uvicorn passes root_path=/asgi, so the docs page must link
     # /asgi/openapi.json and the spec must name /asgi as its server.
     with TestClient(create_app(), root_path="/asgi") as client:
@@ -197,4 +203,75 @@ def test_request_validation_error_uses_contract_shape(fastapi_test_client: TestC
 def test_joined_message_is_json_text(fastapi_test_client: TestClient) -> None:
     with fastapi_test_client.websocket_connect("/ws/chat?room=json") as ws:
         joined = json.loads(ws.receive_text())
-    assert set(joined) == {"type", "room", "id"}
+    assert set(joined) == {"type", "room", "id", "host"}
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, so stopping it disturbs no other test."""
+    server = RedisServer(tmp_path)
+    server.start()
+    monkeypatch.setenv("REDIS_URL", server.url)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _close_of(ws: Any) -> WebSocketDisconnect:
+    with pytest.raises(WebSocketDisconnect) as closed:
+        ws.receive_text()
+    return closed.value
+
+
+def test_chat_without_broker_closes_1013_and_the_rest_still_works(
+    own_broker: RedisServer,
+) -> None:
+    client = start_fastapi_client(raise_server_exceptions=False)
+    try:
+        bus = client.app.state.chat_bus  # type: ignore[attr-defined]
+        with client.websocket_connect("/ws/chat?room=outage") as member:
+            assert member.receive_json()["type"] == "joined"
+            own_broker.stop()
+            closed = _close_of(member)  # the open socket is told, not left hanging
+        assert (closed.code, closed.reason) == (1013, "chat broker unavailable")
+        assert bus.members("outage") == 0
+
+        with client.websocket_connect("/ws/chat?room=outage") as refused:
+            closed = _close_of(refused)  # a new handshake is accepted, then closed at once
+        assert (closed.code, closed.reason) == (1013, "chat broker unavailable")
+
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/hello").status_code == 200
+        with client.websocket_connect("/ws/echo") as echo:
+            echo.send_text("still here")
+            assert echo.receive_text() == "still here"
+
+        own_broker.start()
+        assert client.portal.call(bus.wait_connected, BROKER_CONNECT_TIMEOUT_S)
+        with client.websocket_connect("/ws/chat?room=outage") as back:
+            assert back.receive_json()["type"] == "joined"
+            back.send_text("recovered")
+            assert back.receive_json()["text"] == "recovered"
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_broker_gauge_follows_the_connection(own_broker: RedisServer) -> None:
+    def gauge() -> float | None:
+        registry = metrics.aggregate_registry()
+        return registry.get_sample_value(
+            "chat_broker_up", {"service": "fastapi", "interface": "asgi"}
+        )
+
+    client = start_fastapi_client()
+    try:
+        bus = client.app.state.chat_bus  # type: ignore[attr-defined]
+        assert gauge() == 1
+        own_broker.stop()
+        deadline = time.monotonic() + BROKER_CONNECT_TIMEOUT_S
+        while bus.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gauge() == 0
+    finally:
+        client.__exit__(None, None, None)
