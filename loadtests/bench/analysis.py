@@ -104,8 +104,8 @@ def ideal_rps(
     stream as service time (a sync worker is held for it); ws_echo: the offered rate, users x
     messages per second (an open loop per user).
     """
-    if scenario == "io":
-        return littles_law_ideal(users, io_ms / 1000.0, capacity)
+    if scenario == "io":  # ms=0 is allowed by the services: no wait, no bound
+        return littles_law_ideal(users, io_ms / 1000.0, capacity) if io_ms > 0 else None
     if scenario == "stream":
         return littles_law_ideal(users, stream_s, capacity) if stream_s > 0 else None
     if scenario == "ws_echo":

@@ -381,7 +381,8 @@ def test_direct_mode_bypasses_nginx():
         (["--duration", "soon"], "expected seconds"),
         (["--url", "127.0.0.1:8080"], "expected an http:// URL"),
         (["--scenarios", "ws_echo", "--targets", "wsgi"], "not applicable"),
-        (["--io-ms", "20000"], "between 1 and 10000"),
+        (["--io-ms", "20000"], "between 0 and 10000"),
+        (["--io-ms", "-1"], "between 0 and 10000"),
         (["--frobnicate"], "unrecognized"),
     ],
 )
@@ -449,3 +450,16 @@ def test_exporter_counters_survive_stats_resets():
     with pytest.raises(ValueError):
         parse_bind("9646")
     assert not math.isnan(analysis.CROSSCHECK_REL_TOL)
+
+
+def test_bench_and_scenarios_share_the_services_bounds_and_defaults():
+    # One copy: the bounds are gateway_common.validation's, the defaults ScenarioSettings'.
+    from gateway_common import validation
+    from loadtests.bench.options import parse
+    from loadtests.settings import BOUNDS, ScenarioSettings
+
+    assert BOUNDS["io_ms"] == (validation.IO_MS_MIN, validation.IO_MS_MAX)
+    assert BOUNDS["cpu_n"] == (validation.CPU_N_MIN, validation.CPU_N_MAX)
+    options = parse([], environ={})
+    assert (options.io_ms, options.cpu_n) == (ScenarioSettings.io_ms, ScenarioSettings.cpu_n)
+    assert parse(["--io-ms", "0"], environ={}).io_ms == 0  # the services accept ms=0
