@@ -43,7 +43,7 @@ def probe_health(opts: BenchOptions) -> dict:
             if target in opts.targets:
                 raise UsageError(
                     f"the stack is not reachable: GET {full} failed ({exc}); start it "
-                    "(make up / make native-up) or pass --url"
+                    "(make up, or STACK=native make up) or pass --url"
                 ) from None
             health[target] = {}
     return health
