@@ -96,6 +96,11 @@ class ScenarioSettings:
     path_prefix: str | None = None
 
     @property
+    def stream_s(self) -> float:
+        """How long one stream lasts: the first event at once, then (events - 1) intervals."""
+        return (self.stream_events - 1) * self.stream_interval_ms / 1000.0
+
+    @property
     def prefix(self) -> str:
         return prefix(self.target) if self.path_prefix is None else self.path_prefix.rstrip("/")
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from loadtests.bench import numbers
+
 #: Client/server count agreement: |difference| within max(ABS, REL x client count), beyond the
 #: requests the client abandoned at the end of a run (those may or may not reach the server).
 CROSSCHECK_REL_TOL = 0.02
@@ -309,16 +311,8 @@ def short_reason(reason: str) -> str:
 # ------------------------------------------------------------------ findings
 
 
-def _fmt_rate(x: float | None) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x:.0f}/s" if x >= 100 else f"{x:.1f}/s"
-
-
-def _fmt_ms(x: float | None) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x / 1000:.2f} s" if x >= 1000 else f"{x:.0f} ms"
+_fmt_rate = numbers.rate
+_fmt_ms = numbers.ms
 
 
 def _by(steps: Iterable[dict], scenario: str, target: str) -> list[dict]:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtests.bench.options import PROFILES, BenchOptions, UsageError, parse
+from loadtests.bench.results import Block, Run
 
 
 def _err(message: str) -> None:
@@ -69,60 +70,63 @@ def _point_latest(out: Path, run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
-def crosscheck_blocks(prom, blocks: list[dict], steps: list[dict], t_start: float) -> None:
-    """Fill each block's ``crosscheck`` and each step's ``server_rps`` from raw scrapes."""
-    from loadtests.bench import analysis
+def crosscheck_blocks(prom, blocks: list[Block], t_start: float) -> None:
+    """Fill each block's cross-check and each step's server rate from raw scrapes."""
     from loadtests.bench.prom import PrometheusError
 
     end = time.time()
-    cache: dict[tuple[str, str], list] = {}
-    for b in blocks:
-        ws = b["scenario"].startswith("ws_")
-        key = (b["service"], "ws" if ws else "http")
-        if key not in cache:
+    cache: dict[tuple[str, bool], list | Exception] = {}
+    for block in blocks:
+        ws = block.scenario.startswith("ws_")
+        if (block.service, ws) not in cache:
             selector = (
-                f'websocket_messages_total{{service="{b["service"]}",direction="in"}}'
+                f'websocket_messages_total{{service="{block.service}",direction="in"}}'
                 if ws
-                else f'http_requests_total{{service="{b["service"]}"}}'
+                else f'http_requests_total{{service="{block.service}"}}'
             )
             try:
-                cache[key] = prom.raw_samples(selector, t_start - 30, end)
+                cache[block.service, ws] = prom.raw_samples(selector, t_start - 30, end)
             except PrometheusError as exc:
-                cache[key] = exc
-        data = cache[key]
-        client = b["client"]
-        if isinstance(data, Exception):
-            b["crosscheck"] = analysis.crosscheck(
-                client["started"], client["completed"], None, client["gateway_error"]
-            )
-            b["crosscheck_reason"] = f"Prometheus query failed: {data}"
-            continue
-        series = [d for d in data if d["labels"].get("route", "").endswith(b["route"])]
-        b["server_route"] = ",".join(sorted({d["labels"].get("route", "") for d in series}))
-        summed = analysis.sum_series(d["samples"] for d in series)
-        later = [
-            o["t0"]
-            for o in blocks
-            if o is not b
-            and o["service"] == b["service"]
-            and o["route"] == b["route"]
-            and o["t0"] >= b["t1"]
-        ]
-        delta = analysis.counter_delta(summed, b["t0"], b["t1"], min(later) if later else None)
-        b["crosscheck"] = analysis.crosscheck(
-            client["started"], client["completed"], delta["value"], client["gateway_error"]
+                cache[block.service, ws] = exc
+        _crosscheck_block(block, blocks, cache[block.service, ws])
+
+
+def _crosscheck_block(block: Block, blocks: list[Block], data: list | Exception) -> None:
+    from loadtests.bench import analysis
+
+    client = block.client
+    if isinstance(data, Exception):
+        block.crosscheck = analysis.crosscheck(
+            client.started, client.completed, None, client.gateway_error
         )
-        if delta["value"] is None:
-            b["crosscheck_reason"] = delta["reason"]
-        else:
-            b["crosscheck_window"] = {"before_t": delta["before_t"], "after_t": delta["after_t"]}
-        for s in steps:
-            if s["scenario"] == b["scenario"] and s["target"] == b["target"]:
-                rate = analysis.window_rate(summed, s["t_measure_start"], s["t_measure_end"])
-                s["server_rps"] = rate
-                s["server_rps_diff_pct"] = (
-                    analysis.gap_pct(s["rps"], rate) if rate and s.get("rps") is not None else None
-                )
+        block.crosscheck_reason = f"Prometheus query failed: {data}"
+        return
+    series = [d for d in data if d["labels"].get("route", "").endswith(block.route)]
+    block.server_route = ",".join(sorted({d["labels"].get("route", "") for d in series}))
+    summed = analysis.sum_series(d["samples"] for d in series)
+    # The route's counter must be read before the same route is loaded again.
+    later = [
+        other.t0
+        for other in blocks
+        if other is not block
+        and (other.service, other.route) == (block.service, block.route)
+        and other.t0 >= block.t1
+    ]
+    delta = analysis.counter_delta(summed, block.t0, block.t1, min(later) if later else None)
+    block.crosscheck = analysis.crosscheck(
+        client.started, client.completed, delta["value"], client.gateway_error
+    )
+    if delta["value"] is None:
+        block.crosscheck_reason = delta["reason"]
+    else:
+        block.crosscheck_window = {"before_t": delta["before_t"], "after_t": delta["after_t"]}
+    for step in block.steps:
+        rate = analysis.window_rate(summed, step.t_measure_start, step.t_measure_end)
+        step.crosschecked = True
+        step.server_rps = rate
+        step.server_rps_diff_pct = (
+            analysis.gap_pct(step.rps, rate) if rate and step.rps is not None else None
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,19 +217,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if prom is not None and drv.blocks:
         # The last scrape after the last run must exist before the counters are read.
-        wait = (scrape_s or 15) + 1.5 - (time.time() - max(b["t1"] for b in drv.blocks))
+        wait = (scrape_s or 15) + 1.5 - (time.time() - max(b.t1 for b in drv.blocks))
         if wait > 0 and code != 130:
             _say(f"bench: waiting {wait:.0f} s for Prometheus's next scrape (cross-check)")
             time.sleep(wait)
-        crosscheck_blocks(prom, drv.blocks, drv.step_rows, t_start)
+        crosscheck_blocks(prom, drv.blocks, t_start)
 
-    results = {
-        "schema": 1,
-        "complete": complete,
-        "meta": meta | {"elapsed_s": time.time() - t_start},
-        "steps": drv.step_rows,
-        "blocks": drv.blocks,
-        "not_applicable": [
+    run = Run(
+        complete=complete,
+        meta=meta | {"elapsed_s": time.time() - t_start},
+        blocks=drv.blocks,
+        not_applicable=[
             {
                 "scenario": s,
                 "target": t,
@@ -233,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
             }
             for s, t in opts.not_applicable()
         ],
-    }
-    results["findings"] = analysis.findings(results)
+    )
+    results = run.to_dict()
+    results["findings"] = run.findings = analysis.findings(results)
     driver.dump_json(run_dir / "results.json", results)
     try:
         paths = report.write_reports(run_dir, results)
