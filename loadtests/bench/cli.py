@@ -137,41 +137,71 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     # Locust (and with it gevent's monkey-patching) only from here on, before urllib/ssl.
-    from loadtests.bench import analysis, driver, report
-    from loadtests.bench.prom import Prometheus, PrometheusError
+    from loadtests.bench import driver
 
     try:
         health = probe_health(opts)
+        prom, scrape_s = _connect_prometheus(opts)
+        run_dir = _new_run_dir(Path(opts.out))
     except UsageError as exc:
         _err(str(exc))
         return 2
-
-    prom = None
-    scrape_s = None
-    if opts.prometheus_url:
-        prom = Prometheus(opts.prometheus_url)
-        try:
-            prom.ready()
-        except PrometheusError as exc:
-            _err(
-                f"Prometheus is not reachable ({exc}); pass --prometheus-url, or "
-                "--prometheus-url none to skip the client/server cross-check"
-            )
-            return 2
-        scrape_s = prom.scrape_interval_s()
-
-    out = Path(opts.out)
-    try:
-        run_dir = _new_run_dir(out)
     except OSError as exc:
-        _err(f"cannot create a run folder under {out}: {exc}")
+        _err(f"cannot create a run folder under {opts.out}: {exc}")
         return 2
+
+    t_start = time.time()
+    meta = _meta(opts, health, run_dir, scrape_s)
+    _say(
+        f"bench: {len(opts.steps())} steps, about {opts.estimated_seconds():.0f} s "
+        f"(profile {opts.profile}) against {opts.url}; writing {run_dir}"
+    )
+    for scenario, target in opts.not_applicable():
+        _say(f"bench: {scenario} on {target}: not applicable (WebSockets exist on asgi only)")
+    drv = driver.Driver(opts, run_dir, health, progress=_say)
+    code = _drive(drv)
+    if prom is not None and drv.blocks:
+        _wait_for_last_scrape(drv.blocks, scrape_s, interrupted=code == 130)
+        crosscheck_blocks(prom, drv.blocks, t_start)
+    run = Run(
+        complete=code == 0,
+        meta=meta | {"elapsed_s": time.time() - t_start},
+        blocks=drv.blocks,
+        not_applicable=[
+            {
+                "scenario": s,
+                "target": t,
+                "reason": "WebSocket routes exist on the ASGI service only",
+            }
+            for s, t in opts.not_applicable()
+        ],
+    )
+    return _write(run, run_dir, Path(opts.out), code)
+
+
+def _connect_prometheus(opts: BenchOptions):  # -> (Prometheus | None, scrape interval | None)
+    from loadtests.bench.prom import Prometheus, PrometheusError
+
+    if not opts.prometheus_url:
+        return None, None
+    prom = Prometheus(opts.prometheus_url)
+    try:
+        prom.ready()
+    except PrometheusError as exc:
+        raise UsageError(
+            f"Prometheus is not reachable ({exc}); pass --prometheus-url, or "
+            "--prometheus-url none to skip the client/server cross-check"
+        ) from None
+    return prom, prom.scrape_interval_s()
+
+
+def _meta(opts: BenchOptions, health: dict, run_dir: Path, scrape_s: float | None) -> dict:
+    from loadtests.bench import analysis, driver
 
     capacity = {t: analysis.capacity_of(health[t], t) if health.get(t) else None for t in health}
     settings = opts.scenario_settings(opts.targets[0]).as_dict()
     settings.pop("target")
-    t_start = time.time()
-    meta = {
+    return {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "options": {
             "url": opts.url,
@@ -195,47 +225,32 @@ def main(argv: list[str] | None = None) -> int:
         "planned_s": opts.estimated_seconds(),
         "run_dir": str(run_dir),
     }
-    _say(
-        f"bench: {len(opts.steps())} steps, about {opts.estimated_seconds():.0f} s "
-        f"(profile {opts.profile}) against {opts.url}; writing {run_dir}"
-    )
-    for scenario, target in opts.not_applicable():
-        _say(f"bench: {scenario} on {target}: not applicable (WebSockets exist on asgi only)")
-    drv = driver.Driver(opts, run_dir, health, progress=_say)
-    complete = False
-    code = 1
+
+
+def _drive(drv) -> int:
+    """Run every block: 0 done, 130 interrupted, 1 failed (what ran is kept either way)."""
     try:
         drv.run()
-        complete = True
-        code = 0
     except KeyboardInterrupt:
         _err("interrupted: writing what was measured (marked incomplete)")
-        code = 130
+        return 130
     except Exception as exc:  # the report of what ran is still worth writing
         _err(f"run failed: {exc!r}")
-        code = 1
+        return 1
+    return 0
 
-    if prom is not None and drv.blocks:
-        # The last scrape after the last run must exist before the counters are read.
-        wait = (scrape_s or 15) + 1.5 - (time.time() - max(b.t1 for b in drv.blocks))
-        if wait > 0 and code != 130:
-            _say(f"bench: waiting {wait:.0f} s for Prometheus's next scrape (cross-check)")
-            time.sleep(wait)
-        crosscheck_blocks(prom, drv.blocks, t_start)
 
-    run = Run(
-        complete=complete,
-        meta=meta | {"elapsed_s": time.time() - t_start},
-        blocks=drv.blocks,
-        not_applicable=[
-            {
-                "scenario": s,
-                "target": t,
-                "reason": "WebSocket routes exist on the ASGI service only",
-            }
-            for s, t in opts.not_applicable()
-        ],
-    )
+def _wait_for_last_scrape(blocks: list[Block], scrape_s: float | None, interrupted: bool) -> None:
+    """The last scrape after the last run must exist before the counters are read."""
+    wait = (scrape_s or 15) + 1.5 - (time.time() - max(b.t1 for b in blocks))
+    if wait > 0 and not interrupted:
+        _say(f"bench: waiting {wait:.0f} s for Prometheus's next scrape (cross-check)")
+        time.sleep(wait)
+
+
+def _write(run: Run, run_dir: Path, out: Path, code: int) -> int:
+    from loadtests.bench import analysis, driver, report
+
     results = run.to_dict()
     results["findings"] = run.findings = analysis.findings(results)
     driver.dump_json(run_dir / "results.json", results)
@@ -244,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # results.json is written; keep it even if plotting fails
         _err(f"report rendering failed: {exc!r} (results.json is complete)")
         return 1
-    if complete:
+    if run.complete:
         _point_latest(out, run_dir)
     _say("")
     _say(report.terminal_summary(results))
