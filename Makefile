@@ -46,7 +46,7 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --all-extras --inexact --quiet
 	@touch $@
 
-system-deps: ## install nginx, Prometheus, Redis and the exporters (apt, as root), or say what to install
+system-deps: ## install nginx, Prometheus, Redis, the exporters and chromium (apt, as root), or say what to install
 	@missing=""; for p in $(SYSTEM_PROGRAMS); do \
 	  command -v $$p >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
@@ -58,7 +58,7 @@ system-deps: ## install nginx, Prometheus, Redis and the exporters (apt, as root
 	else \
 	  echo "Missing programs:$$missing"; \
 	  echo "  Debian/Ubuntu: sudo apt-get install $(APT_PACKAGES)"; \
-	  echo "  macOS:         brew install nginx prometheus nginx-prometheus-exporter node_exporter redis redis_exporter"; \
+	  echo "  macOS:         brew install nginx prometheus nginx-prometheus-exporter node_exporter redis redis_exporter; brew install --cask chromium"; \
 	  exit 1; \
 	fi
 
@@ -96,7 +96,7 @@ status: ## show each component's state and health
 logs: ## show the last lines of every component's log (LOGS_FOLLOW=1 to follow)
 	@$(STACKCTL) logs $(if $(LOGS_FOLLOW),--follow)
 
-test: setup ## run the whole suite: unit, static checks, and integration against a real native stack
+test: setup ## the whole suite: unit, static, integration on a native stack, and the reliability tests (make chaos)
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup ## unit tests only (no servers)

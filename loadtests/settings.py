@@ -1,6 +1,8 @@
 """Scenario parameters shared by the Locust user classes, the locustfile's CLI and the bench.
 
 Pure module (no Locust import): the bench validates options with it before starting Locust.
+The bounds are the services' own (`gateway_common.validation`); the defaults of the scenarios
+are the fields of `ScenarioSettings`, the one copy the bench, the locustfile and the docs use.
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from gateway_common import validation
 
 TARGETS = ("wsgi", "asgi")
 
@@ -27,10 +31,10 @@ ASGI_ONLY = frozenset({"ws_echo", "ws_chat"})
 
 #: Bounds enforced by the services (docs/architecture.md); checked here so a typo fails fast.
 BOUNDS = {
-    "io_ms": (0, 10000),
-    "cpu_n": (1, 5_000_000),
-    "stream_events": (1, 100),
-    "stream_interval_ms": (0, 5000),
+    "io_ms": (validation.IO_MS_MIN, validation.IO_MS_MAX),
+    "cpu_n": (validation.CPU_N_MIN, validation.CPU_N_MAX),
+    "stream_events": (validation.STREAM_EVENTS_MIN, validation.STREAM_EVENTS_MAX),
+    "stream_interval_ms": (validation.STREAM_INTERVAL_MS_MIN, validation.STREAM_INTERVAL_MS_MAX),
 }
 
 
@@ -75,8 +79,8 @@ class ScenarioSettings:
     target: str = "asgi"
     #: ``/io?ms=`` wait of the io scenario.
     io_ms: int = 100
-    #: ``/cpu?n=`` work size of the cpu scenario.
-    cpu_n: int = 200_000
+    #: ``/cpu?n=`` work size of the cpu scenario (~15-20 ms of pure Python).
+    cpu_n: int = 300_000
     #: ``/stream?events=&interval_ms=`` of the stream scenario.
     stream_events: int = 10
     stream_interval_ms: int = 100
@@ -92,6 +96,11 @@ class ScenarioSettings:
     path_prefix: str | None = None
 
     @property
+    def stream_s(self) -> float:
+        """How long one stream lasts: the first event at once, then (events - 1) intervals."""
+        return (self.stream_events - 1) * self.stream_interval_ms / 1000.0
+
+    @property
     def prefix(self) -> str:
         return prefix(self.target) if self.path_prefix is None else self.path_prefix.rstrip("/")
 
@@ -101,8 +110,10 @@ class ScenarioSettings:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-        if self.stream_events * self.stream_interval_ms > 60000:
-            raise ValueError("stream_events x stream_interval_ms must be <= 60000")
+        if self.stream_events * self.stream_interval_ms > validation.STREAM_TOTAL_MS_MAX:
+            raise ValueError(
+                f"stream_events x stream_interval_ms must be <= {validation.STREAM_TOTAL_MS_MAX}"
+            )
         if self.ws_rate <= 0 or self.chat_rate <= 0:
             raise ValueError("ws_rate and chat_rate must be > 0")
         if not 1 <= self.ws_message_bytes <= 60000:

@@ -19,6 +19,11 @@ from stackctl.settings import REPO_ROOT, Settings, load_settings
 STACK_START_TIMEOUT_S = 180
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `last` run after all others, in their collected order (a stable sort)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
 @dataclass(frozen=True)
 class StackHandle:
     settings: Settings

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from loadtests.bench import numbers
+
 #: Client/server count agreement: |difference| within max(ABS, REL x client count), beyond the
 #: requests the client abandoned at the end of a run (those may or may not reach the server).
 CROSSCHECK_REL_TOL = 0.02
@@ -104,8 +106,8 @@ def ideal_rps(
     stream as service time (a sync worker is held for it); ws_echo: the offered rate, users x
     messages per second (an open loop per user).
     """
-    if scenario == "io":
-        return littles_law_ideal(users, io_ms / 1000.0, capacity)
+    if scenario == "io":  # ms=0 is allowed by the services: no wait, no bound
+        return littles_law_ideal(users, io_ms / 1000.0, capacity) if io_ms > 0 else None
     if scenario == "stream":
         return littles_law_ideal(users, stream_s, capacity) if stream_s > 0 else None
     if scenario == "ws_echo":
@@ -309,16 +311,8 @@ def short_reason(reason: str) -> str:
 # ------------------------------------------------------------------ findings
 
 
-def _fmt_rate(x: float | None) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x:.0f}/s" if x >= 100 else f"{x:.1f}/s"
-
-
-def _fmt_ms(x: float | None) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x / 1000:.2f} s" if x >= 1000 else f"{x:.0f} ms"
+_fmt_rate = numbers.rate
+_fmt_ms = numbers.ms
 
 
 def _by(steps: Iterable[dict], scenario: str, target: str) -> list[dict]:

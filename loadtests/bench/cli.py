@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtests.bench.options import PROFILES, BenchOptions, UsageError, parse
+from loadtests.bench.results import Block, Run
 
 
 def _err(message: str) -> None:
@@ -43,7 +44,7 @@ def probe_health(opts: BenchOptions) -> dict:
             if target in opts.targets:
                 raise UsageError(
                     f"the stack is not reachable: GET {full} failed ({exc}); start it "
-                    "(make up / make native-up) or pass --url"
+                    "(make up, or STACK=native make up) or pass --url"
                 ) from None
             health[target] = {}
     return health
@@ -69,60 +70,63 @@ def _point_latest(out: Path, run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
-def crosscheck_blocks(prom, blocks: list[dict], steps: list[dict], t_start: float) -> None:
-    """Fill each block's ``crosscheck`` and each step's ``server_rps`` from raw scrapes."""
-    from loadtests.bench import analysis
+def crosscheck_blocks(prom, blocks: list[Block], t_start: float) -> None:
+    """Fill each block's cross-check and each step's server rate from raw scrapes."""
     from loadtests.bench.prom import PrometheusError
 
     end = time.time()
-    cache: dict[tuple[str, str], list] = {}
-    for b in blocks:
-        ws = b["scenario"].startswith("ws_")
-        key = (b["service"], "ws" if ws else "http")
-        if key not in cache:
+    cache: dict[tuple[str, bool], list | Exception] = {}
+    for block in blocks:
+        ws = block.scenario.startswith("ws_")
+        if (block.service, ws) not in cache:
             selector = (
-                f'websocket_messages_total{{service="{b["service"]}",direction="in"}}'
+                f'websocket_messages_total{{service="{block.service}",direction="in"}}'
                 if ws
-                else f'http_requests_total{{service="{b["service"]}"}}'
+                else f'http_requests_total{{service="{block.service}"}}'
             )
             try:
-                cache[key] = prom.raw_samples(selector, t_start - 30, end)
+                cache[block.service, ws] = prom.raw_samples(selector, t_start - 30, end)
             except PrometheusError as exc:
-                cache[key] = exc
-        data = cache[key]
-        client = b["client"]
-        if isinstance(data, Exception):
-            b["crosscheck"] = analysis.crosscheck(
-                client["started"], client["completed"], None, client["gateway_error"]
-            )
-            b["crosscheck_reason"] = f"Prometheus query failed: {data}"
-            continue
-        series = [d for d in data if d["labels"].get("route", "").endswith(b["route"])]
-        b["server_route"] = ",".join(sorted({d["labels"].get("route", "") for d in series}))
-        summed = analysis.sum_series(d["samples"] for d in series)
-        later = [
-            o["t0"]
-            for o in blocks
-            if o is not b
-            and o["service"] == b["service"]
-            and o["route"] == b["route"]
-            and o["t0"] >= b["t1"]
-        ]
-        delta = analysis.counter_delta(summed, b["t0"], b["t1"], min(later) if later else None)
-        b["crosscheck"] = analysis.crosscheck(
-            client["started"], client["completed"], delta["value"], client["gateway_error"]
+                cache[block.service, ws] = exc
+        _crosscheck_block(block, blocks, cache[block.service, ws])
+
+
+def _crosscheck_block(block: Block, blocks: list[Block], data: list | Exception) -> None:
+    from loadtests.bench import analysis
+
+    client = block.client
+    if isinstance(data, Exception):
+        block.crosscheck = analysis.crosscheck(
+            client.started, client.completed, None, client.gateway_error
         )
-        if delta["value"] is None:
-            b["crosscheck_reason"] = delta["reason"]
-        else:
-            b["crosscheck_window"] = {"before_t": delta["before_t"], "after_t": delta["after_t"]}
-        for s in steps:
-            if s["scenario"] == b["scenario"] and s["target"] == b["target"]:
-                rate = analysis.window_rate(summed, s["t_measure_start"], s["t_measure_end"])
-                s["server_rps"] = rate
-                s["server_rps_diff_pct"] = (
-                    analysis.gap_pct(s["rps"], rate) if rate and s.get("rps") is not None else None
-                )
+        block.crosscheck_reason = f"Prometheus query failed: {data}"
+        return
+    series = [d for d in data if d["labels"].get("route", "").endswith(block.route)]
+    block.server_route = ",".join(sorted({d["labels"].get("route", "") for d in series}))
+    summed = analysis.sum_series(d["samples"] for d in series)
+    # The route's counter must be read before the same route is loaded again.
+    later = [
+        other.t0
+        for other in blocks
+        if other is not block
+        and (other.service, other.route) == (block.service, block.route)
+        and other.t0 >= block.t1
+    ]
+    delta = analysis.counter_delta(summed, block.t0, block.t1, min(later) if later else None)
+    block.crosscheck = analysis.crosscheck(
+        client.started, client.completed, delta["value"], client.gateway_error
+    )
+    if delta["value"] is None:
+        block.crosscheck_reason = delta["reason"]
+    else:
+        block.crosscheck_window = {"before_t": delta["before_t"], "after_t": delta["after_t"]}
+    for step in block.steps:
+        rate = analysis.window_rate(summed, step.t_measure_start, step.t_measure_end)
+        step.crosschecked = True
+        step.server_rps = rate
+        step.server_rps_diff_pct = (
+            analysis.gap_pct(step.rps, rate) if rate and step.rps is not None else None
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,41 +137,71 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     # Locust (and with it gevent's monkey-patching) only from here on, before urllib/ssl.
-    from loadtests.bench import analysis, driver, report
-    from loadtests.bench.prom import Prometheus, PrometheusError
+    from loadtests.bench import driver
 
     try:
         health = probe_health(opts)
+        prom, scrape_s = _connect_prometheus(opts)
+        run_dir = _new_run_dir(Path(opts.out))
     except UsageError as exc:
         _err(str(exc))
         return 2
-
-    prom = None
-    scrape_s = None
-    if opts.prometheus_url:
-        prom = Prometheus(opts.prometheus_url)
-        try:
-            prom.ready()
-        except PrometheusError as exc:
-            _err(
-                f"Prometheus is not reachable ({exc}); pass --prometheus-url, or "
-                "--prometheus-url none to skip the client/server cross-check"
-            )
-            return 2
-        scrape_s = prom.scrape_interval_s()
-
-    out = Path(opts.out)
-    try:
-        run_dir = _new_run_dir(out)
     except OSError as exc:
-        _err(f"cannot create a run folder under {out}: {exc}")
+        _err(f"cannot create a run folder under {opts.out}: {exc}")
         return 2
+
+    t_start = time.time()
+    meta = _meta(opts, health, run_dir, scrape_s)
+    _say(
+        f"bench: {len(opts.steps())} steps, about {opts.estimated_seconds():.0f} s "
+        f"(profile {opts.profile}) against {opts.url}; writing {run_dir}"
+    )
+    for scenario, target in opts.not_applicable():
+        _say(f"bench: {scenario} on {target}: not applicable (WebSockets exist on asgi only)")
+    drv = driver.Driver(opts, run_dir, health, progress=_say)
+    code = _drive(drv)
+    if prom is not None and drv.blocks:
+        _wait_for_last_scrape(drv.blocks, scrape_s, interrupted=code == 130)
+        crosscheck_blocks(prom, drv.blocks, t_start)
+    run = Run(
+        complete=code == 0,
+        meta=meta | {"elapsed_s": time.time() - t_start},
+        blocks=drv.blocks,
+        not_applicable=[
+            {
+                "scenario": s,
+                "target": t,
+                "reason": "WebSocket routes exist on the ASGI service only",
+            }
+            for s, t in opts.not_applicable()
+        ],
+    )
+    return _write(run, run_dir, Path(opts.out), code)
+
+
+def _connect_prometheus(opts: BenchOptions):  # -> (Prometheus | None, scrape interval | None)
+    from loadtests.bench.prom import Prometheus, PrometheusError
+
+    if not opts.prometheus_url:
+        return None, None
+    prom = Prometheus(opts.prometheus_url)
+    try:
+        prom.ready()
+    except PrometheusError as exc:
+        raise UsageError(
+            f"Prometheus is not reachable ({exc}); pass --prometheus-url, or "
+            "--prometheus-url none to skip the client/server cross-check"
+        ) from None
+    return prom, prom.scrape_interval_s()
+
+
+def _meta(opts: BenchOptions, health: dict, run_dir: Path, scrape_s: float | None) -> dict:
+    from loadtests.bench import analysis, driver
 
     capacity = {t: analysis.capacity_of(health[t], t) if health.get(t) else None for t in health}
     settings = opts.scenario_settings(opts.targets[0]).as_dict()
     settings.pop("target")
-    t_start = time.time()
-    meta = {
+    return {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "options": {
             "url": opts.url,
@@ -191,57 +225,41 @@ def main(argv: list[str] | None = None) -> int:
         "planned_s": opts.estimated_seconds(),
         "run_dir": str(run_dir),
     }
-    _say(
-        f"bench: {len(opts.steps())} steps, about {opts.estimated_seconds():.0f} s "
-        f"(profile {opts.profile}) against {opts.url}; writing {run_dir}"
-    )
-    for scenario, target in opts.not_applicable():
-        _say(f"bench: {scenario} on {target}: not applicable (WebSockets exist on asgi only)")
-    drv = driver.Driver(opts, run_dir, health, progress=_say)
-    complete = False
-    code = 1
+
+
+def _drive(drv) -> int:
+    """Run every block: 0 done, 130 interrupted, 1 failed (what ran is kept either way)."""
     try:
         drv.run()
-        complete = True
-        code = 0
     except KeyboardInterrupt:
         _err("interrupted: writing what was measured (marked incomplete)")
-        code = 130
+        return 130
     except Exception as exc:  # the report of what ran is still worth writing
         _err(f"run failed: {exc!r}")
-        code = 1
+        return 1
+    return 0
 
-    if prom is not None and drv.blocks:
-        # The last scrape after the last run must exist before the counters are read.
-        wait = (scrape_s or 15) + 1.5 - (time.time() - max(b["t1"] for b in drv.blocks))
-        if wait > 0 and code != 130:
-            _say(f"bench: waiting {wait:.0f} s for Prometheus's next scrape (cross-check)")
-            time.sleep(wait)
-        crosscheck_blocks(prom, drv.blocks, drv.step_rows, t_start)
 
-    results = {
-        "schema": 1,
-        "complete": complete,
-        "meta": meta | {"elapsed_s": time.time() - t_start},
-        "steps": drv.step_rows,
-        "blocks": drv.blocks,
-        "not_applicable": [
-            {
-                "scenario": s,
-                "target": t,
-                "reason": "WebSocket routes exist on the ASGI service only",
-            }
-            for s, t in opts.not_applicable()
-        ],
-    }
-    results["findings"] = analysis.findings(results)
+def _wait_for_last_scrape(blocks: list[Block], scrape_s: float | None, interrupted: bool) -> None:
+    """The last scrape after the last run must exist before the counters are read."""
+    wait = (scrape_s or 15) + 1.5 - (time.time() - max(b.t1 for b in blocks))
+    if wait > 0 and not interrupted:
+        _say(f"bench: waiting {wait:.0f} s for Prometheus's next scrape (cross-check)")
+        time.sleep(wait)
+
+
+def _write(run: Run, run_dir: Path, out: Path, code: int) -> int:
+    from loadtests.bench import analysis, driver, report
+
+    results = run.to_dict()
+    results["findings"] = run.findings = analysis.findings(results)
     driver.dump_json(run_dir / "results.json", results)
     try:
         paths = report.write_reports(run_dir, results)
     except Exception as exc:  # results.json is written; keep it even if plotting fails
         _err(f"report rendering failed: {exc!r} (results.json is complete)")
         return 1
-    if complete:
+    if run.complete:
         _point_latest(out, run_dir)
     _say("")
     _say(report.terminal_summary(results))

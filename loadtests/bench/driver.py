@@ -11,7 +11,9 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gevent
 import locust
@@ -20,10 +22,11 @@ from locust.env import Environment
 from locust.stats import StatsCSV
 
 from loadtests import scenarios
-from loadtests.bench import analysis
+from loadtests.bench import analysis, numbers
 from loadtests.bench.options import BenchOptions
+from loadtests.bench.results import Block, ClientCounts, Step
 from loadtests.exporter import DEFAULT_BIND, Exporter
-from loadtests.settings import SCENARIO_CLASSES
+from loadtests.settings import SCENARIO_CLASSES, ScenarioSettings
 
 #: The Locust statistics entry each scenario's figures come from: (method, name).
 PRIMARY = {
@@ -122,6 +125,18 @@ def _write_csvs(env: Environment, folder: Path, stem: str) -> dict:
     return paths
 
 
+@dataclass
+class _StepContext:
+    """What every step of a block shares: Locust's environment and runner, the CPU sampler."""
+
+    env: Environment
+    runner: Any
+    sampler: CpuSampler
+    warnings: list[float]
+    settings: ScenarioSettings
+    capacity: int | None
+
+
 class Driver:
     def __init__(
         self,
@@ -139,8 +154,7 @@ class Driver:
         self.steps_done = 0
         self.steps_total = len(opts.steps())
         self.started = time.time()
-        self.step_rows: list[dict] = []
-        self.blocks: list[dict] = []
+        self.blocks: list[Block] = []
 
     # -------------------------------------------------------------- exporter
     def start_exporter(self) -> None:
@@ -170,161 +184,157 @@ class Driver:
         self.progress(text)
 
     # -------------------------------------------------------------- one block
-    def run_block(self, scenario: str, target: str, levels: tuple[int, ...]) -> dict:
-        opts = self.opts
-        settings = opts.scenario_settings(target)
+    def run_block(self, scenario: str, target: str, levels: tuple[int, ...]) -> Block:
+        """Run `levels` back to back on one Locust runner; the block is kept once complete."""
+        settings = self.opts.scenario_settings(target)
         user_class = getattr(scenarios, SCENARIO_CLASSES[scenario])
-        env = Environment(user_classes=[user_class], host=opts.host(target), stop_timeout=None)
+        env = Environment(user_classes=[user_class], host=self.opts.host(target), stop_timeout=None)
         env.gateway_settings = settings
         runner = env.create_local_runner()
         warnings: list[float] = []
         env.events.cpu_warning.add_listener(lambda **_kw: warnings.append(time.time()))
         self.current.runner = runner
         self.current.gateway_settings = settings
-
-        counts_before = {k: v for k, v in scenarios.COUNTS.items() if k[:2] == (target, scenario)}
+        counts_before = dict(scenarios.COUNTS)
         sampler = CpuSampler()
-        capacity = analysis.capacity_of(self.health.get(target, {}), target)
-        # The first event is sent at once, then one every interval: (events - 1) intervals.
-        stream_s = (settings.stream_events - 1) * settings.stream_interval_ms / 1000.0
-        block = {
-            "scenario": scenario,
-            "target": target,
-            "service": SERVICE[target],
-            "route": ROUTE[scenario],
-            "t0": time.time(),
-        }
-        rows = []
+        block = Block(scenario, target, SERVICE[target], ROUTE[scenario], t0=time.time())
+        step = _StepContext(
+            env,
+            runner,
+            sampler,
+            warnings,
+            settings,
+            analysis.capacity_of(self.health.get(target, {}), target),
+        )
         try:
             previous = 0
             for users in levels:
-                self.steps_done += 1
-                left = self._left_s()
-                self._say(
-                    f"[{self.steps_done}/{self.steps_total}] {scenario} on {target}: {users} users "
-                    f"- warm-up {opts.warmup_s:g} s, measure {opts.measure_s:g} s "
-                    f"(~{int(left // 60)}m{int(left % 60):02d}s left)"
-                )
-                spawn_rate = min(100.0, max(10.0, float(users - previous)))
-                runner.start(users, spawn_rate=spawn_rate)
+                block.steps.append(self._run_step(block, step, users, previous))
                 previous = users
-                gevent.sleep(opts.warmup_s)
-                # Let the spawn finish even if the warm-up was too short for it.
-                deadline = time.time() + 10
-                while runner.user_count < users and time.time() < deadline:
-                    gevent.sleep(0.1)
-                env.stats.reset_all()
-                runner.exceptions.clear()
-                tm0 = time.time()
-                warn_before = len(warnings)
-                gevent.sleep(opts.measure_s)
-                tm1 = time.time()
-                elapsed = tm1 - tm0
-                entries = {
-                    f"{e.method} {e.name}": _entry_figures(e, elapsed)
-                    for e in env.stats.entries.values()
-                }
-                stem = f"{scenario}_{target}_{users:04d}u"
-                csvs = _write_csvs(env, self.run_dir / "csv", stem)
-                method, name = PRIMARY[scenario]
-                primary = entries.get(f"{method} {name}") or _entry_figures(
-                    env.stats.get(name, method), elapsed
-                )
-                cpu = sampler.window(tm0, tm1)
-                ideal = analysis.ideal_rps(
-                    scenario,
-                    users,
-                    capacity,
-                    io_ms=settings.io_ms,
-                    stream_s=stream_s,
-                    ws_rate=settings.ws_rate,
-                )
-                flight = (
-                    analysis.in_flight(primary["rps"], primary["avg_ms"])
-                    if primary["avg_ms"] is not None and not scenario.startswith("ws_")
-                    else None
-                )
-                bound, reasons = analysis.loadgen_verdict(
-                    cpu["cpu_mean"],
-                    len(warnings) > warn_before,
-                    primary["rps"] or 0.0,
-                    ideal,
-                    flight,
-                    users,
-                    cpu["host_cpu_mean"],
-                )
-                fails = primary["failures"]
-                row = {
-                    "scenario": scenario,
-                    "target": target,
-                    "users": users,
-                    "running_users": runner.user_count,
-                    "t_start": tm0 - opts.warmup_s,
-                    "t_measure_start": tm0,
-                    "t_measure_end": tm1,
-                    "measure_s": elapsed,
-                    "primary": f"{method} {name}",
-                    "requests": primary["requests"],
-                    "failures": fails,
-                    "fail_pct": 100.0 * fails / primary["requests"]
-                    if primary["requests"]
-                    else None,
-                    "rps": primary["rps"],
-                    "avg_ms": primary["avg_ms"],
-                    "p50_ms": primary["p50_ms"],
-                    "p95_ms": primary["p95_ms"],
-                    "p99_ms": primary["p99_ms"],
-                    "max_ms": primary["max_ms"],
-                    "capacity": capacity,
-                    "ideal_rps": ideal,
-                    "pct_of_ideal": analysis.percent_of(primary["rps"] or 0.0, ideal),
-                    "gap_pct": analysis.gap_pct(primary["rps"] or 0.0, ideal),
-                    "in_flight": flight,
-                    "loadgen": cpu | {"cpu_warning": len(warnings) > warn_before},
-                    "loadgen_bound": bound,
-                    "loadgen_reasons": reasons,
-                    "entries": entries,
-                    "errors": [
-                        {
-                            "method": e.method,
-                            "name": e.name,
-                            "error": str(e.error),
-                            "occurrences": e.occurrences,
-                        }
-                        for e in env.stats.errors.values()
-                    ],
-                    "csv": csvs,
-                }
-                if scenario == "stream":
-                    first = entries.get("SSE /stream [first event]")
-                    if first:
-                        row["ttfe_p50_ms"] = first["p50_ms"]
-                        row["ttfe_p95_ms"] = first["p95_ms"]
-                        row["ttfe_p99_ms"] = first["p99_ms"]
-                if scenario == "ws_echo":
-                    row["offered_rps"] = users * settings.ws_rate
-                rows.append(row)
-                note = " [load-generator bound]" if bound else ""
-                self._say(
-                    f"      {_num(row['rps'])}/s  p50 {_num(row['p50_ms'])} ms  "
-                    f"p95 {_num(row['p95_ms'])} ms  p99 {_num(row['p99_ms'])} ms  "
-                    f"fail {fails}  locust cpu {_num(cpu['cpu_mean'])} %{note}"
-                )
         finally:
             runner.stop()
-            block["t1"] = time.time()
+            block.t1 = time.time()
             runner.quit()
             sampler.stop()
             self.current.runner = None
-        counts = {
-            what: scenarios.COUNTS[(target, scenario, what)]
-            - counts_before.get((target, scenario, what), 0)
-            for what in ("started", "completed", "gateway_error")
-        }
-        block["client"] = counts
-        self.step_rows.extend(rows)
+        block.client = ClientCounts(
+            **{
+                what: scenarios.COUNTS[(target, scenario, what)]
+                - counts_before.get((target, scenario, what), 0)
+                for what in ("started", "completed", "gateway_error")
+            }
+        )
         self.blocks.append(block)
         return block
+
+    def _run_step(self, block: Block, ctx: _StepContext, users: int, previous: int) -> Step:
+        """Ramp to `users`, warm up, reset the statistics, measure, and read the figures."""
+        opts = self.opts
+        self.steps_done += 1
+        left = self._left_s()
+        self._say(
+            f"[{self.steps_done}/{self.steps_total}] {block.scenario} on {block.target}: "
+            f"{users} users - warm-up {opts.warmup_s:g} s, measure {opts.measure_s:g} s "
+            f"(~{int(left // 60)}m{int(left % 60):02d}s left)"
+        )
+        ctx.runner.start(users, spawn_rate=min(100.0, max(10.0, float(users - previous))))
+        gevent.sleep(opts.warmup_s)
+        # Let the spawn finish even if the warm-up was too short for it.
+        deadline = time.time() + 10
+        while ctx.runner.user_count < users and time.time() < deadline:
+            gevent.sleep(0.1)
+        ctx.env.stats.reset_all()
+        ctx.runner.exceptions.clear()
+        tm0 = time.time()
+        warn_before = len(ctx.warnings)
+        gevent.sleep(opts.measure_s)
+        tm1 = time.time()
+        step = self._figures(block, ctx, users, tm0, tm1, len(ctx.warnings) > warn_before)
+        note = " [load-generator bound]" if step.loadgen_bound else ""
+        self._say(
+            f"      {numbers.number(step.rps)}/s  p50 {numbers.number(step.p50_ms)} ms  "
+            f"p95 {numbers.number(step.p95_ms)} ms  p99 {numbers.number(step.p99_ms)} ms  "
+            f"fail {step.failures}  locust cpu {numbers.number(step.loadgen['cpu_mean'])} %{note}"
+        )
+        return step
+
+    def _figures(
+        self, block: Block, ctx: _StepContext, users: int, tm0: float, tm1: float, warned: bool
+    ) -> Step:
+        """The measured window as a Step: Locust's entries, the bound and the verdicts."""
+        scenario, elapsed, settings = block.scenario, tm1 - tm0, ctx.settings
+        entries = {
+            f"{e.method} {e.name}": _entry_figures(e, elapsed)
+            for e in ctx.env.stats.entries.values()
+        }
+        csvs = _write_csvs(ctx.env, self.run_dir / "csv", f"{scenario}_{block.target}_{users:04d}u")
+        method, name = PRIMARY[scenario]
+        primary = entries.get(f"{method} {name}") or _entry_figures(
+            ctx.env.stats.get(name, method), elapsed
+        )
+        cpu = ctx.sampler.window(tm0, tm1)
+        ideal = analysis.ideal_rps(
+            scenario,
+            users,
+            ctx.capacity,
+            io_ms=settings.io_ms,
+            stream_s=settings.stream_s,
+            ws_rate=settings.ws_rate,
+        )
+        flight = (
+            analysis.in_flight(primary["rps"], primary["avg_ms"])
+            if primary["avg_ms"] is not None and not scenario.startswith("ws_")
+            else None
+        )
+        achieved = primary["rps"] or 0.0
+        bound, reasons = analysis.loadgen_verdict(
+            cpu["cpu_mean"], warned, achieved, ideal, flight, users, cpu["host_cpu_mean"]
+        )
+        requests, fails = primary["requests"], primary["failures"]
+        first = entries.get("SSE /stream [first event]") if scenario == "stream" else None
+        return Step(
+            scenario=scenario,
+            target=block.target,
+            users=users,
+            running_users=ctx.runner.user_count,
+            t_start=tm0 - self.opts.warmup_s,
+            t_measure_start=tm0,
+            t_measure_end=tm1,
+            measure_s=elapsed,
+            primary=f"{method} {name}",
+            requests=requests,
+            failures=fails,
+            fail_pct=100.0 * fails / requests if requests else None,
+            rps=primary["rps"],
+            avg_ms=primary["avg_ms"],
+            p50_ms=primary["p50_ms"],
+            p95_ms=primary["p95_ms"],
+            p99_ms=primary["p99_ms"],
+            max_ms=primary["max_ms"],
+            capacity=ctx.capacity,
+            ideal_rps=ideal,
+            pct_of_ideal=analysis.percent_of(achieved, ideal),
+            gap_pct=analysis.gap_pct(achieved, ideal),
+            in_flight=flight,
+            loadgen=cpu | {"cpu_warning": warned},
+            loadgen_bound=bound,
+            loadgen_reasons=reasons,
+            entries=entries,
+            errors=[
+                {
+                    "method": e.method,
+                    "name": e.name,
+                    "error": str(e.error),
+                    "occurrences": e.occurrences,
+                }
+                for e in ctx.env.stats.errors.values()
+            ],
+            csv=csvs,
+            ttfe_p50_ms=first["p50_ms"] if first else None,
+            ttfe_p95_ms=first["p95_ms"] if first else None,
+            ttfe_p99_ms=first["p99_ms"] if first else None,
+            offered_rps=users * settings.ws_rate if scenario == "ws_echo" else None,
+        )
 
     def run(self) -> None:
         self.start_exporter()
@@ -337,12 +347,6 @@ class Driver:
                     self.run_block(scenario, target, opts.users[scenario])
         finally:
             self.stop_exporter()
-
-
-def _num(x) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}"
 
 
 def versions() -> dict:

