@@ -9,105 +9,22 @@ container, network or anonymous volume of the project is left behind.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
 import pytest
 
-from stackctl import docker, engine, images
-from stackctl.settings import REPO_ROOT, Settings, load_settings
-
-PROJECT = "gateway-lab-test"
-UP_TIMEOUT_S = 900
-DOWN_TIMEOUT_S = 180
-# Its own ports and subnet; RATE_LIMIT_EXEMPT follows the subnet, as .env.example asks, because
-# the published port reaches nginx from the network's gateway address.
-DOCKER_TEST_ENV = {
-    "STACK": "docker",
-    "COMPOSE_PROJECT_NAME": PROJECT,
-    "STATE_DIR": str(REPO_ROOT / ".run" / "docker-test"),
-    "HTTP_PORT": "127.0.0.1:38080",
-    "PROMETHEUS_PORT": "39090",
-    "GRAFANA_PORT": "33000",
-    "LOCUST_PORT": "38089",
-    "GATEWAY_SUBNET": "172.29.0.0/24",
-    "RATE_LIMIT_EXEMPT": "172.29.0.0/24",
-    "SCALE": "1",
-}
-FIGURES: list[str] = []
-
-
-def figure(line: str) -> None:
-    """Record a figure for the end-of-run summary (printed now too, for `pytest -s`)."""
-    FIGURES.append(line)
-    print(f"[docker] {line}")
-
-
-@dataclass
-class DockerStack:
-    """The running compose project, seen from the host as a user sees it."""
-
-    env: dict[str, str]
-    settings: Settings = field(init=False)
-    outcomes: list[images.Outcome] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.settings = load_settings("default", self.env)
-
-    @property
-    def public_url(self) -> str:
-        return docker.public_url(self.settings)
-
-    @property
-    def ws_url(self) -> str:
-        return self.public_url.replace("http://", "ws://", 1)
-
-    @property
-    def prometheus_url(self) -> str:
-        return f"http://127.0.0.1:{self.env['PROMETHEUS_PORT']}"
-
-    def make(self, target: str, timeout: float = UP_TIMEOUT_S, **extra: str):
-        return subprocess.run(
-            ["make", "--no-print-directory", target],
-            cwd=REPO_ROOT,
-            env={**self.env, **extra},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def compose(self, *args: str) -> str:
-        return docker.compose_output(self.settings, *args)
-
-    def containers(self) -> list[dict[str, str]]:
-        return docker.container_states(self.settings)
-
-    def replica_hosts(self, service: str) -> set[str]:
-        return docker.replica_hosts(self.settings, service)
-
-    def query(self, expr: str) -> list:
-        url = f"{self.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body = json.load(response)
-        assert body["status"] == "success", body
-        return body["data"]["result"]
-
-    def wait_for(self, expr: str, ready: Callable[[list], bool], timeout_s: float = 60) -> list:
-        deadline = time.monotonic() + timeout_s
-        result: list = []
-        while time.monotonic() < deadline:
-            result = self.query(expr)
-            if ready(result):
-                return result
-            time.sleep(1)
-        raise AssertionError(f"{expr!r} not ready after {timeout_s} s; last result: {result}")
+from stackctl import engine, images
+from tests.docker.harness import (
+    DOCKER_TEST_ENV,
+    DOWN_TIMEOUT_S,
+    FIGURES,
+    PROJECT,
+    DockerStack,
+    figure,
+)
 
 
 def _leftovers() -> dict[str, list[str]]:

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.docker.conftest import DockerStack, figure
+from tests.docker.harness import DockerStack, figure
 from tests.reliability.harness import Load, wait_until
 from tests.reliability.test_broker_outage import (
     MEMBERS,

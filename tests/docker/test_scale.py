@@ -16,7 +16,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.docker.conftest import DockerStack, figure
+from tests.docker.harness import DockerStack, figure
 from tests.reliability.harness import Load, wait_until
 
 pytestmark = pytest.mark.docker
