@@ -86,7 +86,11 @@ def preflight(settings: Settings) -> str | None:
         )
     answers, reason = engine_answers()
     if not answers:
-        return f"no Docker engine answers ({reason}); start one, or run STACK=native make up"
+        return (
+            f"no Docker engine answers ({reason}). Start one (as root on Debian: `make "
+            "docker-deps`, then `.venv/bin/python -m stackctl.engine start`), or run "
+            "STACK=native make up."
+        )
     if compose_version() is None:
         return "the Compose v2 CLI plugin is missing (`docker compose`): run `make docker-deps`"
     return None

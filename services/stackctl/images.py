@@ -292,42 +292,51 @@ def ensure_base(log: Path) -> str:
     return wanted
 
 
-def ensure_image(image: str, log: Path) -> Outcome:
-    ref = ImageRef(image)
-    started = time.monotonic()
-    recipe = STANDINS.get(ref.repository)
-    label = image_label(image)
-    if label == "":
-        return Outcome(image, "present", "a real image")
-    if label is not None and recipe is None and ref.repository != PYTHON_REPOSITORY:
-        return Outcome(image, "present", "a local build")
-    if label is None:
+def _pull(image: str) -> tuple[bool, str]:
+    """Try the registry; (pulled, why not)."""
+    try:
         pull = _docker("pull", "--quiet", image, timeout=PULL_TIMEOUT_S)
-        if pull.returncode == 0:
-            return Outcome(image, "pulled", "", time.monotonic() - started)
-        reason = (pull.stderr.strip().splitlines() or ["no answer"])[-1]
-    else:
-        reason = "a stand-in was built before"
-    if ref.repository == PYTHON_REPOSITORY:
-        base_label = ensure_base(log)
+    except subprocess.TimeoutExpired:
+        return False, f"no answer within {PULL_TIMEOUT_S} s"
+    return pull.returncode == 0, (pull.stderr.strip().splitlines() or ["no answer"])[-1]
+
+
+def _stand_in(image: str, label: str | None, log: Path) -> None:
+    """Make `image` a current stand-in (the base itself, or a build on it)."""
+    repository = ImageRef(image).repository
+    base_label = ensure_base(log)
+    if repository == PYTHON_REPOSITORY:
         if label != base_label:
             tag = _docker("tag", STANDIN_BASE, image)
             if tag.returncode != 0:
                 raise ImageError(f"docker tag {STANDIN_BASE} {image}: {tag.stderr.strip()}")
-        return Outcome(image, "stand-in", reason, time.monotonic() - started)
-    if recipe is None:
-        why = UNAVAILABLE.get(ref.repository)
-        if why is None:
-            raise ImageError(
-                f"{image} cannot be pulled ({reason}) and has no stand-in recipe nor a reason in "
-                "stackctl/images.py: add one of the two"
-            )
-        return Outcome(image, "unavailable", why)
-    base_label = ensure_base(log)
+        return
+    recipe = STANDINS[repository]
     wanted = _recipe_digest(base_label, repr(recipe))
     if label != wanted:
         _logged(["docker", "build", "-t", image, "-"], log, recipe.dockerfile(STANDIN_BASE, wanted))
-    return Outcome(image, "stand-in", reason, time.monotonic() - started)
+
+
+def ensure_image(image: str, log: Path) -> Outcome:
+    """A real image when there is one (present, or pulled now), else a stand-in, else why not."""
+    started = time.monotonic()
+    label = image_label(image)
+    if label == "":
+        return Outcome(image, "present", "a real image")
+    # Tried even where a stand-in exists: once a registry answers, the real image replaces it.
+    pulled, reason = _pull(image)
+    if pulled:
+        return Outcome(image, "pulled", "", time.monotonic() - started)
+    repository = ImageRef(image).repository
+    if repository in STANDINS or repository == PYTHON_REPOSITORY:
+        _stand_in(image, label, log)
+        return Outcome(image, "stand-in", reason, time.monotonic() - started)
+    if repository in UNAVAILABLE:
+        return Outcome(image, "unavailable", UNAVAILABLE[repository])
+    raise ImageError(
+        f"{image} cannot be pulled ({reason}) and has neither a stand-in recipe nor a reason "
+        "in stackctl/images.py: add one of the two"
+    )
 
 
 def ensure_all(log: Path, images: Iterable[str] | None = None) -> list[Outcome]:
