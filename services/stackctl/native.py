@@ -158,8 +158,18 @@ def prometheus_values(settings: Settings) -> dict[str, str]:
     }
 
 
-def render_configs(settings: Settings) -> tuple[Path, Path, Path]:
-    """Render nginx and Prometheus configs; returns (nginx.conf, nginx run dir, prometheus.yml)."""
+@dataclass(frozen=True)
+class RenderedConfigs:
+    """What `render_configs` wrote: the paths the processes are then pointed at."""
+
+    nginx_conf: Path
+    nginx_run_dir: Path
+    prometheus_yml: Path
+    redis_conf: Path
+
+
+def render_configs(settings: Settings) -> RenderedConfigs:
+    """Render the nginx, Prometheus and Redis configs into the state directory."""
     run_dir, nginx_values = _prepare_nginx(settings)
     nginx_conf = settings.config_dir / "nginx.conf"
     render_file(
@@ -171,7 +181,12 @@ def render_configs(settings: Settings) -> tuple[Path, Path, Path]:
         prometheus_yml,
         prometheus_values(settings),
     )
-    return nginx_conf, run_dir, prometheus_yml
+    return RenderedConfigs(
+        nginx_conf=nginx_conf,
+        nginx_run_dir=run_dir,
+        prometheus_yml=prometheus_yml,
+        redis_conf=render_redis_conf(settings),
+    )
 
 
 def redis_values(settings: Settings) -> dict[str, str]:
@@ -198,20 +213,6 @@ def render_redis_conf(settings: Settings) -> Path:
     return redis_conf
 
 
-def health_urls(settings: Settings) -> dict[str, str]:
-    """What `up` waits for and `status` probes, per component (http:// or redis:// URLs)."""
-    return {
-        "redis": settings.redis_url,
-        "redis-exporter": settings.url("redis_exporter", "/metrics"),
-        "flask": settings.url("wsgi", "/healthz"),
-        "fastapi": settings.url("asgi", "/healthz"),
-        "nginx": settings.url("nginx_status", "/healthz"),
-        "nginx-exporter": settings.url("nginx_exporter", "/metrics"),
-        "node-exporter": settings.url("node_exporter", "/metrics"),
-        "prometheus": settings.url("prometheus", "/-/ready"),
-    }
-
-
 def service_env(settings: Settings) -> dict[str, str]:
     """Environment of both Python services; worker counts etc. pass through from the user."""
     env = {
@@ -233,11 +234,31 @@ def service_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def components(settings: Settings) -> list[Component]:
-    """Every process of the native stack, in start order."""
-    nginx_conf, nginx_run_dir, prometheus_yml = render_configs(settings)
-    redis_conf = render_redis_conf(settings)
-    health = health_urls(settings)
+# The one table of health probes: (port name, path) per component, in start order, read by
+# `components` (start-up and reload) and by `status`. A None path: the port speaks Redis, and the
+# probe is a PING to the broker's URL.
+HEALTH_PROBES: dict[str, tuple[str, str | None]] = {
+    "redis": ("redis", None),
+    "redis-exporter": ("redis_exporter", "/metrics"),
+    "flask": ("wsgi", "/healthz"),
+    "fastapi": ("asgi", "/healthz"),
+    "nginx": ("nginx_status", "/healthz"),
+    "nginx-exporter": ("nginx_exporter", "/metrics"),
+    "node-exporter": ("node_exporter", "/metrics"),
+    "prometheus": ("prometheus", "/-/ready"),
+}
+
+
+def probe_url(settings: Settings, name: str) -> str:
+    """An http:// URL that must answer 2xx, or the redis:// URL that must answer PING."""
+    port_name, path = HEALTH_PROBES[name]
+    if path is None:
+        return settings.redis_url
+    return settings.url(port_name, path)
+
+
+def components(settings: Settings, rendered: RenderedConfigs) -> list[Component]:
+    """Every process of the native stack, in start order, pointed at the rendered configs."""
     bin_dir = Path(sys.executable).parent
     env = service_env(settings)
     metrics_root = settings.state_dir / "multiproc"
@@ -246,8 +267,8 @@ def components(settings: Settings) -> list[Component]:
         # First: the FastAPI workers find their chat broker up when they start.
         Component(
             name="redis",
-            argv=[find_program("redis-server"), str(redis_conf)],
-            health_url=health["redis"],
+            argv=[find_program("redis-server"), str(rendered.redis_conf)],
+            health_url=probe_url(settings, "redis"),
             port_names=("redis",),
             env=plain_env,
         ),
@@ -258,7 +279,7 @@ def components(settings: Settings) -> list[Component]:
                 f"-redis.addr={settings.redis_url}",
                 f"-web.listen-address={settings.address('redis_exporter')}",
             ],
-            health_url=health["redis-exporter"],
+            health_url=probe_url(settings, "redis-exporter"),
             port_names=("redis_exporter",),
             env=plain_env,
         ),
@@ -269,21 +290,21 @@ def components(settings: Settings) -> list[Component]:
                 "-c",
                 str(settings.repo_root / "services" / "flask_app" / "gunicorn.conf.py"),
             ],
-            health_url=health["flask"],
+            health_url=probe_url(settings, "flask"),
             port_names=("wsgi", "wsgi_metrics"),
             env={**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_root / "flask")},
         ),
         Component(
             name="fastapi",
             argv=[sys.executable, "-m", "fastapi_app.serve"],
-            health_url=health["fastapi"],
+            health_url=probe_url(settings, "fastapi"),
             port_names=("asgi", "asgi_metrics"),
             env={**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_root / "fastapi")},
         ),
         Component(
             name="nginx",
-            argv=nginx_command(settings, nginx_conf, nginx_run_dir, "-g", "daemon off;"),
-            health_url=health["nginx"],
+            argv=nginx_command(settings, rendered, "-g", "daemon off;"),
+            health_url=probe_url(settings, "nginx"),
             port_names=("public", "nginx_status"),
             env=plain_env,
         ),
@@ -297,7 +318,7 @@ def components(settings: Settings) -> list[Component]:
                 "-nginx.retries=40",
                 "-nginx.retry-interval=250ms",
             ],
-            health_url=health["nginx-exporter"],
+            health_url=probe_url(settings, "nginx-exporter"),
             port_names=("nginx_exporter",),
             env=plain_env,
         ),
@@ -310,7 +331,7 @@ def components(settings: Settings) -> list[Component]:
                 "--no-collector.textfile",
                 "--no-collector.systemd",
             ],
-            health_url=health["node-exporter"],
+            health_url=probe_url(settings, "node-exporter"),
             port_names=("node_exporter",),
             env=plain_env,
         ),
@@ -318,12 +339,12 @@ def components(settings: Settings) -> list[Component]:
             name="prometheus",
             argv=[
                 find_program("prometheus"),
-                f"--config.file={prometheus_yml}",
+                f"--config.file={rendered.prometheus_yml}",
                 f"--storage.tsdb.path={settings.state_dir / 'prometheus-data'}",
                 "--storage.tsdb.retention.time=2d",
                 f"--web.listen-address={settings.address('prometheus')}",
             ],
-            health_url=health["prometheus"],
+            health_url=probe_url(settings, "prometheus"),
             port_names=("prometheus",),
             env=plain_env,
         ),
@@ -359,38 +380,70 @@ Printer = Callable[[str], None]
 
 
 def up(settings: Settings, say: Printer = print) -> None:
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    settings.targets_dir.mkdir(parents=True, exist_ok=True)
+    """Start every component not running yet and wait until all are healthy.
+
+    Every port the missing components need is checked before anything starts, so a taken port
+    fails with nothing started. If a start still fails half-way (a component exits, or never
+    becomes healthy), what this call started is stopped again: a failed `up` leaves no port
+    of ours listening.
+    """
     for program in SYSTEM_PROGRAMS:
         find_program(program)
-    stack = components(settings)
-    started: list[Component] = []
-    for component in stack:
-        if _alive(component, settings):
-            say(f"  {component.name:<15} already running")
-            continue
-        for port_name in component.port_names:
-            port = settings.ports[port_name]
-            if processes.port_in_use("127.0.0.1", port):
-                raise NativeStackError(
-                    f"port {port} ({port_name}, needed by {component.name}) is already in use by: "
-                    f"{processes.listener_of(port)}. Stop it, or run `make down` if it is ours."
-                )
-        if component.name == "redis":
-            redis_dir(settings).mkdir(parents=True, exist_ok=True)
-        if component.name in ("flask", "fastapi"):
-            Path(component.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
-        pid = processes.spawn(
-            component.argv,
-            env=component.env,
-            log_path=component.log_path(settings),
-            cwd=settings.repo_root,
-        )
-        processes.write_pid(component.pid_path(settings), pid)
-        started.append(component)
-        say(f"  {component.name:<15} started (pid {pid})")
-    _wait_healthy(stack, settings, say)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.targets_dir.mkdir(parents=True, exist_ok=True)
+    stack = components(settings, render_configs(settings))
+    missing = [component for component in stack if not _alive(component, settings)]
+    _check_ports_free(settings, missing)
+    started: set[str] = set()
+    try:
+        for component in stack:
+            if component not in missing:
+                say(f"  {component.name:<15} already running")
+                continue
+            pid = _start(settings, component)
+            started.add(component.name)
+            say(f"  {component.name:<15} started (pid {pid})")
+        _wait_healthy(stack, settings, say)
+    except BaseException:
+        # KeyboardInterrupt too: a half-started stack is never left behind.
+        if started:
+            say("  start-up failed; stopping what was started:")
+            _stop(settings, started, say)
+        raise
     _wait_targets_up(settings, say)
+
+
+def _check_ports_free(settings: Settings, stack: list[Component]) -> None:
+    """Raise, naming each taken port and (if `ss` can tell) its holder, if any port is taken."""
+    taken = [
+        f"  port {settings.ports[port_name]} ({port_name}, needed by {component.name}): "
+        f"held by {processes.listener_of(settings.ports[port_name])}"
+        for component in stack
+        for port_name in component.port_names
+        if not processes.port_free(HOST, settings.ports[port_name])
+    ]
+    if taken:
+        raise NativeStackError(
+            "ports already in use; nothing was started:\n"
+            + "\n".join(taken)
+            + "\nStop what holds them (`make down` if it is a stack of ours), or move this one "
+            "(HTTP_PORT, PROMETHEUS_PORT, STACK_PORT_OFFSET)."
+        )
+
+
+def _start(settings: Settings, component: Component) -> int:
+    if component.name == "redis":
+        redis_dir(settings).mkdir(parents=True, exist_ok=True)
+    if "PROMETHEUS_MULTIPROC_DIR" in component.env:
+        Path(component.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+    pid = processes.spawn(
+        component.argv,
+        env=component.env,
+        log_path=component.log_path(settings),
+        cwd=settings.repo_root,
+    )
+    processes.write_pid(component.pid_path(settings), pid)
+    return pid
 
 
 def _wait_healthy(stack: list[Component], settings: Settings, say: Printer) -> None:
@@ -468,8 +521,8 @@ def _stop_one(settings: Settings, name: str, say: Printer) -> None:
     pid_path.unlink(missing_ok=True)
 
 
-def down(settings: Settings, say: Printer = print) -> None:
-    names = {path.stem for path in settings.pids_dir.glob("*.pid")}
+def _stop(settings: Settings, names: set[str], say: Printer) -> None:
+    """Stop the named components, stage by stage (STOP_STAGES), each stage in parallel."""
     staged = {name for stage in STOP_STAGES for name in stage}
     stages = [tuple(sorted(names - staged)), *STOP_STAGES]
     for stage in stages:
@@ -482,33 +535,37 @@ def down(settings: Settings, say: Printer = print) -> None:
             thread.start()
         for thread in threads:
             thread.join()
+
+
+def down(settings: Settings, say: Printer = print) -> None:
+    _stop(settings, {path.stem for path in settings.pids_dir.glob("*.pid")}, say)
     busy = [
         f"{port} ({name})"
         for name, port in settings.ports.items()
-        if name != "locust_metrics" and processes.port_in_use("127.0.0.1", port)
+        if name != "locust_metrics" and processes.port_in_use(HOST, port)
     ]
     if busy:
         raise NativeStackError(f"ports still in use after stopping: {', '.join(busy)}")
 
 
-def nginx_command(settings: Settings, nginx_conf: Path, run_dir: Path, *extra: str) -> list[str]:
+def nginx_command(settings: Settings, rendered: RenderedConfigs, *extra: str) -> list[str]:
     """nginx pointed at the rendered config, its run directory and the stack's error log."""
     error_log = settings.logs_dir / "nginx-error.log"
     return [
         find_program("nginx"),
         "-p",
-        str(run_dir),
+        str(rendered.nginx_run_dir),
         "-e",
         str(error_log),
         "-c",
-        str(nginx_conf),
+        str(rendered.nginx_conf),
         *extra,
     ]
 
 
-def _check_nginx_config(settings: Settings, nginx_conf: Path, run_dir: Path) -> None:
+def _check_nginx_config(settings: Settings, rendered: RenderedConfigs) -> None:
     result = subprocess.run(
-        nginx_command(settings, nginx_conf, run_dir, "-t", "-q"),
+        nginx_command(settings, rendered, "-t", "-q"),
         capture_output=True,
         text=True,
         timeout=30,
@@ -531,10 +588,9 @@ def reload(settings: Settings, say: Printer = print) -> None:
     config and rules). Returns once the servers have replaced their workers and answer again.
     Worker counts and addresses are read at start: changing those needs `make down up`.
     """
-    stack = {component.name: component for component in components(settings)}
-    nginx_conf = settings.config_dir / "nginx.conf"
-    nginx_argv = stack["nginx"].argv
-    _check_nginx_config(settings, nginx_conf, Path(nginx_argv[nginx_argv.index("-p") + 1]))
+    rendered = render_configs(settings)
+    _check_nginx_config(settings, rendered)
+    stack = {component.name: component for component in components(settings, rendered)}
     old_workers: dict[str, set[int]] = {}
     for name in ("nginx", "flask", "fastapi", "prometheus"):
         record = processes.read_pid(stack[name].pid_path(settings))
@@ -589,9 +645,10 @@ class ComponentStatus:
 
 def status(settings: Settings) -> list[ComponentStatus]:
     rows = []
-    for name, url in health_urls(settings).items():
+    for name in HEALTH_PROBES:
         record = processes.read_pid(settings.pids_dir / f"{name}.pid")
         running = processes.is_alive(record)
+        url = probe_url(settings, name)
         rows.append(
             ComponentStatus(
                 name=name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -150,12 +151,37 @@ def port_in_use(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could bind ``host:port`` now: nothing answers there and nothing holds it.
+
+    The bind catches a socket that is bound but not listening yet (or listening on another
+    address of the port); SO_REUSEADDR, as every server of the stack sets it, ignores the
+    TIME_WAIT leftovers of a stack that just stopped.
+    """
+    if port_in_use(host, port):
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def listener_of(port: int) -> str:
-    """Best effort: which process listens on ``port`` (for error messages)."""
+    """Best effort: which process holds ``port`` (for error messages), e.g. ``nginx (pid 42)``."""
     try:
         result = subprocess.run(
-            ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, timeout=5
+            ["ss", "-Htanp", f"sport = :{port}"], capture_output=True, text=True, timeout=5
         )
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown process"
-    return result.stdout.strip() or "unknown process"
+        return "an unknown process (`ss` is not available)"
+    # ss prints users:(("nginx",pid=42,fd=6),...) when it may see the owner.
+    holders = dict.fromkeys(f"{name} (pid {pid})" for name, pid in SS_USER.findall(result.stdout))
+    if holders:
+        return ", ".join(holders)
+    return "a process this user may not see" if result.stdout.strip() else "an unknown process"
+
+
+SS_USER = re.compile(r'\("([^"]+)",pid=(\d+),')

@@ -21,23 +21,24 @@ TEMPLATE = REPO_ROOT / "nginx" / "templates" / "nginx.conf.template"
 @pytest.fixture
 def rendered(tmp_path: Path):
     settings = load_settings("test", {"STATE_DIR": str(tmp_path / "state")})
-    nginx_conf, run_dir, prometheus_yml = native.render_configs(settings)
-    yield nginx_conf, run_dir, settings
+    configs = native.render_configs(settings)
+    yield configs, settings
+    run_dir = configs.nginx_run_dir
     if run_dir.is_relative_to("/tmp") and run_dir != Path("/tmp"):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_native_render_provides_every_placeholder(rendered):
-    nginx_conf, _, _ = rendered
-    assert placeholders(nginx_conf.read_text()) == set()
+    configs, _ = rendered
+    assert placeholders(configs.nginx_conf.read_text()) == set()
     assert placeholders(TEMPLATE.read_text())  # the template is really templated
 
 
 def test_nginx_accepts_the_rendered_config(rendered):
-    nginx_conf, run_dir, settings = rendered
+    configs, settings = rendered
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        native.nginx_command(settings, nginx_conf, run_dir, "-t"),
+        native.nginx_command(settings, configs, "-t"),
         capture_output=True,
         text=True,
         timeout=30,
@@ -56,10 +57,10 @@ GIXY_SKIPPED_CHECKS = {
 
 
 def test_nginx_config_analyser_finds_nothing(rendered):
-    nginx_conf, _, _ = rendered
+    configs, _ = rendered
     gixy = Path(sys.executable).parent / "gixy"
     result = subprocess.run(
-        [str(gixy), "--skips", ",".join(GIXY_SKIPPED_CHECKS), str(nginx_conf)],
+        [str(gixy), "--skips", ",".join(GIXY_SKIPPED_CHECKS), str(configs.nginx_conf)],
         capture_output=True,
         text=True,
         timeout=60,
