@@ -10,6 +10,10 @@ VENV_PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
 UV := $(VENV)/bin/uv
 STACKCTL := $(VENV_PY) -m stackctl
+# Exports the running stack's addresses (PUBLIC_URL, PROMETHEUS_URL, PROMETHEUS_TARGETS_DIR,
+# LOCUST_METRICS_BIND, ...: `python -m stackctl env`) into a recipe's shell, so the tools it runs
+# reach the stack `make up` started, whatever its profile, STACK_PORT_OFFSET or ports.
+STACK_ENV := stack_env="$$($(STACKCTL) env)" || exit 1; set -a; eval "$$stack_env"; set +a
 # Debian packages native mode runs (Redis is the chat broker; the exporters feed the
 # Grafana/Prometheus views), and the browser the tests open the landing page and the bench report in.
 APT_PACKAGES := nginx prometheus prometheus-nginx-exporter prometheus-node-exporter \
@@ -118,14 +122,14 @@ chaos: setup ## reliability tests (reload, crash, shutdown, slowloris, outage, f
 	$(VENV_PY) -m pytest -m reliability $(PYTEST_ARGS)
 
 bench: up ## WSGI-vs-ASGI load comparison through nginx -> reports/latest/report.html (~5 min)
-	$(VENV_PY) -m loadtests.bench
+	@$(STACK_ENV); set -x; $(VENV_PY) -m loadtests.bench
 
 bench-quick: up ## the same comparison in about 75 s (BENCH_PROFILE=quick)
-	BENCH_PROFILE=quick $(VENV_PY) -m loadtests.bench
+	@$(STACK_ENV); set -x; BENCH_PROFILE=quick $(VENV_PY) -m loadtests.bench
 
 locust: up ## Locust web UI on 127.0.0.1:8089, distributed: one master + LOCUST_WORKERS (default one per core)
-	PROMETHEUS_TARGETS_DIR=$(CURDIR)/.run/default/prometheus-targets $(VENV)/bin/locust \
-	  -f loadtests/locustfile.py --host http://127.0.0.1:$${HTTP_PORT:-8080} \
+	@$(STACK_ENV); set -x; $(VENV)/bin/locust \
+	  -f loadtests/locustfile.py --host "$$PUBLIC_URL" \
 	  --web-host 127.0.0.1 --processes $${LOCUST_WORKERS:--1} --target $${LOCUST_TARGET:-asgi}
 
 lint: setup ## ruff, hadolint and the nginx config analyser (gixy)

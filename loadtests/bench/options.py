@@ -68,11 +68,15 @@ DEFAULTS = ScenarioSettings()
 
 #: (flag, environment variable, help) - the single source for --help, docs and `make help`.
 OPTION_HELP = [
-    ("--url", "BENCH_URL", "public URL of the stack (nginx) [http://127.0.0.1:8080]"),
+    (
+        "--url",
+        "BENCH_URL",
+        "public URL of the stack (nginx) [the running stack's: `python -m stackctl env`]",
+    ),
     (
         "--prometheus-url",
         "BENCH_PROMETHEUS_URL",
-        "Prometheus for the client/server cross-check; 'none' skips it [http://127.0.0.1:9090]",
+        "Prometheus for the client/server cross-check; 'none' skips it [the running stack's]",
     ),
     ("--profile", "BENCH_PROFILE", "default (~5 min) or quick (~75 s) [default]"),
     ("--scenarios", "BENCH_SCENARIOS", f"comma list of {', '.join(SCENARIOS)} [profile's]"),
@@ -245,6 +249,17 @@ def _url(text: str, what: str) -> str:
     return text.rstrip("/")
 
 
+def _stack_addresses(environ: dict[str, str]) -> dict[str, str]:
+    """The running stack's addresses (profile STACK_PROFILE), from the stack controller."""
+    from stackctl.addresses import running_stack_env
+    from stackctl.settings import SettingsError, load_settings
+
+    try:
+        return running_stack_env(load_settings(environ.get("STACK_PROFILE") or "default", environ))
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse exits 2 itself; keep one error path
         raise UsageError(message)
@@ -287,13 +302,14 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     targets = parse_names(raw["targets"], TARGETS, "--targets") if raw["targets"] else TARGETS
     users = parse_users(raw["users"], scenarios, profile.users) if raw["users"] else profile.users
 
-    prom = raw["prometheus_url"] or "http://127.0.0.1:9090"
+    stack = _stack_addresses(environ) if not (raw["url"] and raw["prometheus_url"]) else {}
+    prom = raw["prometheus_url"] or stack["PROMETHEUS_URL"]
     prometheus_url = (
         None if prom.strip().lower() in ("none", "off", "-") else _url(prom, "--prometheus-url")
     )
 
     options = BenchOptions(
-        url=_url(raw["url"] or "http://127.0.0.1:8080", "--url"),
+        url=_url(raw["url"] or stack["PUBLIC_URL"], "--url"),
         prometheus_url=prometheus_url,
         profile=profile_name,
         scenarios=scenarios,

@@ -12,10 +12,10 @@ import subprocess
 import sys
 
 from stackctl import docker, native
+from stackctl.addresses import MODE_MARKER, format_env, running_mode, stack_env
 from stackctl.settings import Settings, SettingsError, load_settings
 
 MODES = ("auto", "docker", "native")
-MODE_MARKER = "mode"
 
 
 def _banner(text: str) -> None:
@@ -38,26 +38,14 @@ def _choose_mode(requested: str, settings: Settings) -> str:
     return "native"
 
 
-def _running_mode(settings: Settings) -> str | None:
-    """The mode `up` last started, so `down`/`status`/`logs` act on the same stack."""
-    try:
-        return (settings.state_dir / MODE_MARKER).read_text().strip() or None
-    except OSError:
-        return None
-
-
 def _print_urls(settings: Settings, mode: str) -> None:
-    if mode == "docker":
-        public = docker.public_url(settings)
-        prometheus = f"http://127.0.0.1:{settings.environ.get('PROMETHEUS_PORT', '9090')}"
-        grafana = f"http://127.0.0.1:{settings.environ.get('GRAFANA_PORT', '3000')}"
-    else:
-        public, prometheus, grafana = settings.url("public"), settings.url("prometheus"), None
+    env = stack_env(settings, mode)
+    public, prometheus, grafana = env["PUBLIC_URL"], env["PROMETHEUS_URL"], env.get("GRAFANA_URL")
     print(f"\nThe stack is up ({mode} mode):")
     print(f"  landing page        {public}/")
     print(f"  Flask (WSGI)        {public}/wsgi/healthz")
     print(f"  FastAPI (ASGI)      {public}/asgi/healthz   docs: {public}/asgi/docs")
-    print(f"  WebSocket echo      {public.replace('http', 'ws', 1)}/asgi/ws/echo")
+    print(f"  WebSocket echo      {env['WS_URL']}/asgi/ws/echo")
     print(f"  Prometheus          {prometheus}/targets")
     if grafana and docker.replica_hosts(settings, "grafana"):
         print(f"  Grafana             {grafana}/")
@@ -70,7 +58,7 @@ def _print_urls(settings: Settings, mode: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    previous = _running_mode(settings)
+    previous = running_mode(settings)
     mode = previous if previous and args.stack == "auto" else _choose_mode(args.stack, settings)
     if previous and previous != mode:
         print(f"A {previous}-mode stack is already running here; `make down` it first.")
@@ -89,7 +77,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
-    mode = _running_mode(settings) or ("native" if args.stack == "auto" else args.stack)
+    mode = running_mode(settings) or ("native" if args.stack == "auto" else args.stack)
     if mode == "docker":
         code = docker.down(settings)
     else:
@@ -102,7 +90,7 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_reload(args: argparse.Namespace, settings: Settings) -> int:
-    mode = _running_mode(settings)
+    mode = running_mode(settings)
     if mode is None:
         print(f"no stack is running here (profile {settings.profile}); start it with `make up`")
         return 1
@@ -115,7 +103,7 @@ def cmd_reload(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    mode = _running_mode(settings)
+    mode = running_mode(settings)
     if mode == "docker":
         return docker.status(settings)
     print(f"native stack, profile {settings.profile} ({settings.state_dir}):")
@@ -128,8 +116,14 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(row.healthy for row in rows) else 3
 
 
+def cmd_env(args: argparse.Namespace, settings: Settings) -> int:
+    mode = running_mode(settings) or ("docker" if args.stack == "docker" else "native")
+    sys.stdout.write(format_env(stack_env(settings, mode)))
+    return 0
+
+
 def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
-    if _running_mode(settings) == "docker":
+    if running_mode(settings) == "docker":
         return docker.logs(settings, args.lines, args.follow)
     files = native.log_files(settings)
     if not files:
@@ -164,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-render the configs and reload nginx, Gunicorn, Uvicorn and Prometheus in place",
     )
     commands.add_parser("status", help="show each component's state and health")
+    commands.add_parser(
+        "env",
+        help="print the stack's addresses as KEY=value lines (PUBLIC_URL, PROMETHEUS_URL, ...), "
+        "for `eval` in a shell or `include` in a Makefile",
+    )
     logs = commands.add_parser("logs", help="show the components' logs")
     logs.add_argument("-n", "--lines", type=int, default=40)
     logs.add_argument("-f", "--follow", action="store_true")
@@ -176,6 +175,7 @@ HANDLERS = {
     "reload": cmd_reload,
     "status": cmd_status,
     "logs": cmd_logs,
+    "env": cmd_env,
 }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.bench import analysis
+from stackctl.addresses import stack_env
 from tests.browser import BROKEN_IMAGES_JS, PageProblems, chromium
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,8 +28,6 @@ pytestmark = pytest.mark.integration
 
 #: The quick profile promises <= 90 s; allow for a slow, shared machine.
 BENCH_TIMEOUT_S = 180
-#: Test-stack address of Locust's exporter (docs/architecture.md).
-LOCUST_METRICS_BIND = "127.0.0.1:19646"
 
 
 @pytest.fixture(scope="module")
@@ -38,27 +37,12 @@ def bench_run(stack, tmp_path_factory):
     for name in list(env):
         if name.startswith("BENCH_"):
             env.pop(name)
-    env.update(
-        {
-            "LOCUST_METRICS_BIND": LOCUST_METRICS_BIND,
-            "PROMETHEUS_TARGETS_DIR": str(stack.targets_dir),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
+    # What `make bench` exports (`python -m stackctl env`): the bench finds the test stack, its
+    # Prometheus and its exporter's address from these alone, with no URL on its command line.
+    env.update(stack_env(stack.settings, "native"))
+    env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadtests.bench",
-            "--profile",
-            "quick",
-            "--url",
-            stack.public_url,
-            "--prometheus-url",
-            stack.prometheus_url,
-            "--out",
-            str(out),
-        ],
+        [sys.executable, "-m", "loadtests.bench", "--profile", "quick", "--out", str(out)],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -69,6 +53,9 @@ def bench_run(stack, tmp_path_factory):
     assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     run_dir = (out / "latest").resolve()
     results = json.loads((run_dir / "results.json").read_text())
+    # It measured the stack `stackctl env` named, which is the test stack.
+    assert results["meta"]["options"]["url"] == stack.public_url
+    assert results["meta"]["options"]["prometheus_url"] == stack.prometheus_url
     return {"out": out, "run_dir": run_dir, "results": results, "stdout": proc.stdout}
 
 

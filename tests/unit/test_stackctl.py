@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from stackctl import processes
+from loadtests.bench import options as bench_options
+from stackctl import native, processes
+from stackctl.addresses import stack_env
 from stackctl.render import MissingVariablesError, main, placeholders, render_text
 from stackctl.settings import SettingsError, load_settings
 
@@ -107,3 +109,86 @@ def test_stop_group_terminates_the_whole_process_group(tmp_path):
     assert not processes.is_alive(record)
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)
+
+
+def test_env_follows_the_offset_the_port_overrides_and_the_profile(tmp_path):
+    moved = load_settings(
+        "default",
+        {"STACK_PORT_OFFSET": "300", "PROMETHEUS_PORT": "9555", "STATE_DIR": str(tmp_path)},
+    )
+    env = stack_env(moved, "native")
+    assert env["PUBLIC_URL"] == "http://127.0.0.1:8380" and env["HTTP_PORT"] == "8380"
+    assert env["WS_URL"] == "ws://127.0.0.1:8380"
+    assert env["PROMETHEUS_URL"] == "http://127.0.0.1:9555"
+    assert env["LOCUST_METRICS_BIND"] == "127.0.0.1:9946"
+    assert env["PROMETHEUS_TARGETS_DIR"] == str(tmp_path / "prometheus-targets")
+    test = stack_env(load_settings("test", {"HTTP_PORT": "8555"}), "native")
+    # The port overrides move the default profile only; the test stack keeps its own ports.
+    assert test["PUBLIC_URL"] == "http://127.0.0.1:18080" and test["STACK_PROFILE"] == "test"
+
+
+def test_env_command_prints_lines_a_shell_can_eval(tmp_path):
+    environ = {
+        "PATH": os.environ["PATH"],
+        "STACK_PORT_OFFSET": "300",
+        "HTTP_PORT": "8555",
+        "STATE_DIR": str(tmp_path / "a dir"),
+    }
+    printed = subprocess.run(
+        [sys.executable, "-m", "stackctl", "--stack", "native", "--profile", "default", "env"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # What the Makefile's bench and locust targets do with it.
+    script = f'set -a; eval "$1"; set +a; {sys.executable} -c "{ECHO_ENV}"'
+    seen = subprocess.run(
+        ["bash", "-c", script, "bash", printed],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    assert seen[:3] == [
+        "http://127.0.0.1:8555",
+        "http://127.0.0.1:9390",
+        str(tmp_path / "a dir" / "prometheus-targets"),
+    ]
+
+
+ECHO_ENV = (
+    "import os; "
+    "print(os.environ['PUBLIC_URL']); print(os.environ['PROMETHEUS_URL']); "
+    "print(os.environ['PROMETHEUS_TARGETS_DIR'])"
+)
+
+
+def test_bench_defaults_to_the_addresses_stackctl_names(tmp_path):
+    environ = {"STACK_PORT_OFFSET": "300", "STATE_DIR": str(tmp_path)}
+    options = bench_options.parse([], environ=environ)
+    env = stack_env(load_settings("default", environ), "native")
+    assert options.url == env["PUBLIC_URL"] == "http://127.0.0.1:8380"
+    assert options.prometheus_url == env["PROMETHEUS_URL"] == "http://127.0.0.1:9390"
+    on_test = bench_options.parse([], environ={"STACK_PROFILE": "test"})
+    assert on_test.url == "http://127.0.0.1:18080"
+    with pytest.raises(bench_options.UsageError, match="STACK_PORT_OFFSET"):
+        bench_options.parse([], environ={"STACK_PORT_OFFSET": "lots"})
+
+
+def test_every_component_has_exactly_one_health_probe(tmp_path):
+    settings = load_settings("test", {"STATE_DIR": str(tmp_path)})
+    rendered = native.RenderedConfigs(
+        nginx_conf=tmp_path / "nginx.conf",
+        nginx_run_dir=tmp_path / "nginx",
+        prometheus_yml=tmp_path / "prometheus.yml",
+    )
+    stack = native.components(settings, rendered)
+    # components() is pure: it points the processes at the configs and renders nothing.
+    assert list(tmp_path.iterdir()) == []
+    assert [component.name for component in stack] == list(native.HEALTH_PROBES)
+    for component in stack:
+        assert component.health_url == native.probe_url(settings, component.name)
+        assert native.HEALTH_PROBES[component.name][0] in component.port_names
+    nginx = next(component for component in stack if component.name == "nginx")
+    assert nginx.argv[nginx.argv.index("-p") + 1] == str(rendered.nginx_run_dir)
