@@ -14,7 +14,7 @@ import sys
 
 import uvicorn
 
-from fastapi_app.settings import load_asgi_settings
+from fastapi_app.settings import INTERFACE, SERVICE, load_asgi_settings
 from gateway_common.logging import log_config_dict
 from gateway_common.settings import ConfigError
 
@@ -34,11 +34,11 @@ def main() -> int:
         print(f"fastapi_app.serve: configuration error: {exc}", file=sys.stderr)
         return 2
 
-    log_config = log_config_dict("fastapi", settings.log_level)
+    log_config = log_config_dict(SERVICE, settings.log_level)
     logging.config.dictConfig(log_config)
 
     metrics.prepare_multiproc_dir()
-    metrics.set_server_gauges("fastapi", "asgi", settings.workers, settings.capacity)
+    metrics.set_server_gauges(SERVICE, INTERFACE, settings.workers, settings.capacity)
     metrics.serve_metrics(settings.metrics_bind)
     logger.info(
         "starting uvicorn",

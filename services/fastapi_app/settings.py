@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from gateway_common.settings import (
     Bind,
     ConfigError,
+    Environ,
     env_allowed_ips,
     env_bind,
     env_int,
@@ -16,6 +17,9 @@ from gateway_common.settings import (
     env_str,
 )
 
+# Who this service is, in metrics, logs and /healthz.
+SERVICE = "fastapi"
+INTERFACE = "asgi"
 REDIS_URL_ENV = "REDIS_URL"
 REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 
@@ -36,9 +40,9 @@ class AsgiSettings:
         return self.workers  # one event loop per worker; in-flight per loop is unbounded
 
 
-def env_redis_url(name: str = REDIS_URL_ENV) -> str:
+def env_redis_url(name: str = REDIS_URL_ENV, environ: Environ | None = None) -> str:
     """A redis-py URL such as `redis://HOST:PORT/0`; required (chat needs its broker)."""
-    raw = env_str(name, "").strip()
+    raw = env_str(name, "", environ).strip()
     if not raw:
         raise ConfigError(
             f"{name} is required: the chat broker's address, e.g. redis://HOST:PORT/0"
@@ -51,18 +55,19 @@ def env_redis_url(name: str = REDIS_URL_ENV) -> str:
     return raw
 
 
-def load_asgi_settings() -> AsgiSettings:
-    bind = env_bind("ASGI_BIND", "127.0.0.1:8002")
-    metrics_bind = env_bind("ASGI_METRICS_BIND", "127.0.0.1:9102")
+def load_asgi_settings(environ: Environ | None = None) -> AsgiSettings:
+    """Settings from ``environ`` (the process environment when None)."""
+    bind = env_bind("ASGI_BIND", "127.0.0.1:8002", environ=environ)
+    metrics_bind = env_bind("ASGI_METRICS_BIND", "127.0.0.1:9102", environ=environ)
     if bind == metrics_bind:
         raise ConfigError(f"ASGI_METRICS_BIND must differ from ASGI_BIND, both are {bind}")
     return AsgiSettings(
         bind=bind,
-        workers=env_int("ASGI_WORKERS", 2, 1, 64),
+        workers=env_int("ASGI_WORKERS", 2, 1, 64, environ=environ),
         metrics_bind=metrics_bind,
-        root_path=env_root_path("ASGI_ROOT_PATH", "/asgi"),
-        forwarded_allow_ips=env_allowed_ips("FORWARDED_ALLOW_IPS", "127.0.0.1"),
-        keepalive_s=env_int("BACKEND_KEEPALIVE_S", 75, 1, 3600),
-        log_level=env_log_level(),
-        redis_url=env_redis_url(),
+        root_path=env_root_path("ASGI_ROOT_PATH", "/asgi", environ=environ),
+        forwarded_allow_ips=env_allowed_ips("FORWARDED_ALLOW_IPS", "127.0.0.1", environ=environ),
+        keepalive_s=env_int("BACKEND_KEEPALIVE_S", 75, 1, 3600, environ=environ),
+        log_level=env_log_level(environ=environ),
+        redis_url=env_redis_url(environ=environ),
     )

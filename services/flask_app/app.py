@@ -15,7 +15,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from flask_app.settings import WsgiSettings, load_wsgi_settings
+from flask_app.settings import INTERFACE, SERVICE, WsgiSettings, load_wsgi_settings
 from gateway_common import metrics, responses, validation, workload
 from gateway_common.errors import (
     ApiError,
@@ -26,9 +26,6 @@ from gateway_common.errors import (
 )
 from gateway_common.logging import log_request
 from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id
-
-SERVICE = "flask"
-INTERFACE = "wsgi"
 
 
 def _identity(settings: WsgiSettings) -> responses.ServiceIdentity:
@@ -46,8 +43,9 @@ def _error_response(error: ApiError) -> tuple[Response, int]:
     return jsonify(error.to_body()), error.status
 
 
-def create_app() -> Flask:
-    settings = load_wsgi_settings()
+def create_app(settings: WsgiSettings | None = None) -> Flask:
+    """The app; ``settings`` default to the environment's (what Gunicorn's factory call gets)."""
+    settings = settings or load_wsgi_settings()
     identity = _identity(settings)
     app = Flask(__name__)
     # One byte over the contract's bound: werkzeug cuts a chunked body at this limit

@@ -7,12 +7,16 @@ from dataclasses import dataclass
 from gateway_common.settings import (
     Bind,
     ConfigError,
+    Environ,
     env_bind,
     env_choice,
     env_int,
     env_log_level,
 )
 
+# Who this service is, in metrics, logs and /healthz.
+SERVICE = "flask"
+INTERFACE = "wsgi"
 WORKER_CLASSES = ("sync", "gthread")
 
 
@@ -32,14 +36,15 @@ class WsgiSettings:
         return self.workers * self.threads
 
 
-def load_wsgi_settings() -> WsgiSettings:
-    workers = env_int("WSGI_WORKERS", 2, 1, 64)
-    threads = env_int("WSGI_THREADS", 1, 1, 256)
-    worker_class = env_choice("WSGI_WORKER_CLASS", "sync", WORKER_CLASSES)
+def load_wsgi_settings(environ: Environ | None = None) -> WsgiSettings:
+    """Settings from ``environ`` (the process environment when None)."""
+    workers = env_int("WSGI_WORKERS", 2, 1, 64, environ=environ)
+    threads = env_int("WSGI_THREADS", 1, 1, 256, environ=environ)
+    worker_class = env_choice("WSGI_WORKER_CLASS", "sync", WORKER_CLASSES, environ=environ)
     if worker_class == "sync" and threads > 1:
         worker_class = "gthread"  # what gunicorn does too; said explicitly here
-    bind = env_bind("WSGI_BIND", "127.0.0.1:8001")
-    metrics_bind = env_bind("WSGI_METRICS_BIND", "127.0.0.1:9101")
+    bind = env_bind("WSGI_BIND", "127.0.0.1:8001", environ=environ)
+    metrics_bind = env_bind("WSGI_METRICS_BIND", "127.0.0.1:9101", environ=environ)
     if bind == metrics_bind:
         raise ConfigError(f"WSGI_METRICS_BIND must differ from WSGI_BIND, both are {bind}")
     return WsgiSettings(
@@ -48,7 +53,7 @@ def load_wsgi_settings() -> WsgiSettings:
         threads=threads,
         worker_class=worker_class,
         metrics_bind=metrics_bind,
-        proxy_count=env_int("WSGI_PROXY_COUNT", 1, 0, 10),
-        keepalive_s=env_int("BACKEND_KEEPALIVE_S", 75, 1, 3600),
-        log_level=env_log_level(),
+        proxy_count=env_int("WSGI_PROXY_COUNT", 1, 0, 10, environ=environ),
+        keepalive_s=env_int("BACKEND_KEEPALIVE_S", 75, 1, 3600, environ=environ),
+        log_level=env_log_level(environ=environ),
     )

@@ -1,11 +1,15 @@
-"""Reading and checking environment variables, with errors that name the variable."""
+"""Reading and checking environment variables, with errors that name the variable.
+
+Every reader takes the mapping to read (``environ``; the process environment when None), so a
+test builds settings from a dict of its own instead of changing the process's environment.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -13,6 +17,13 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 class ConfigError(ValueError):
     """A bad or missing environment variable; the message says which and why."""
+
+
+Environ = Mapping[str, str]
+
+
+def _source(environ: Environ | None) -> Environ:
+    return os.environ if environ is None else environ
 
 
 @dataclass(frozen=True)
@@ -24,13 +35,13 @@ class Bind:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def env_str(name: str, default: str) -> str:
-    raw = os.environ.get(name)
+def env_str(name: str, default: str, environ: Environ | None = None) -> str:
+    raw = _source(environ).get(name)
     return default if raw is None or raw == "" else raw
 
 
-def env_int(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name)
+def env_int(name: str, default: int, low: int, high: int, environ: Environ | None = None) -> int:
+    raw = _source(environ).get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
@@ -42,15 +53,19 @@ def env_int(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def env_choice(name: str, default: str, choices: Collection[str]) -> str:
-    value = env_str(name, default).strip().lower()
+def env_choice(
+    name: str, default: str, choices: Collection[str], environ: Environ | None = None
+) -> str:
+    value = env_str(name, default, environ).strip().lower()
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
-def env_log_level(name: str = "LOG_LEVEL", default: str = "info") -> str:
-    return env_choice(name, default, LOG_LEVELS)
+def env_log_level(
+    name: str = "LOG_LEVEL", default: str = "info", environ: Environ | None = None
+) -> str:
+    return env_choice(name, default, LOG_LEVELS, environ)
 
 
 _BIND = re.compile(
@@ -67,20 +82,20 @@ def parse_bind(name: str, raw: str) -> Bind:
     return Bind(host=match["ipv6"] or match["host"], port=port)
 
 
-def env_bind(name: str, default: str) -> Bind:
-    return parse_bind(name, env_str(name, default))
+def env_bind(name: str, default: str, environ: Environ | None = None) -> Bind:
+    return parse_bind(name, env_str(name, default, environ))
 
 
-def env_required_dir(name: str) -> str:
-    raw = os.environ.get(name)
+def env_required_dir(name: str, environ: Environ | None = None) -> str:
+    raw = _source(environ).get(name)
     if not raw:
         raise ConfigError(f"{name} is required: set it to a writable directory")
     return raw
 
 
-def env_root_path(name: str, default: str) -> str:
+def env_root_path(name: str, default: str, environ: Environ | None = None) -> str:
     """A URL prefix such as `/asgi` (or empty): leading slash, no trailing slash."""
-    value = os.environ.get(name, default).strip()  # empty is allowed: no prefix
+    value = _source(environ).get(name, default).strip()  # empty is allowed: no prefix
     if value and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
         raise ConfigError(
             f"{name} must be empty or look like /prefix (no trailing slash), got {value!r}"
@@ -88,9 +103,9 @@ def env_root_path(name: str, default: str) -> str:
     return value
 
 
-def env_allowed_ips(name: str, default: str) -> str:
+def env_allowed_ips(name: str, default: str, environ: Environ | None = None) -> str:
     """Comma-separated IPs/CIDRs (or `*`), as uvicorn's forwarded_allow_ips takes them."""
-    value = env_str(name, default)
+    value = env_str(name, default, environ)
     for item in (part.strip() for part in value.split(",")):
         if item == "*":
             continue

@@ -1,9 +1,10 @@
 """Unit-test setup: metrics in multiprocess mode, both apps, one client interface.
 
 PROMETHEUS_MULTIPROC_DIR is set here at import time, before anything imports
-prometheus_client (it picks its mode at import). Server variables are cleared so the
-apps see the contract's defaults. The FastAPI app's chat broker is a real redis-server,
-started once per session on a free loopback port (`redis_server`).
+prometheus_client (it picks its mode at import). The apps are built from settings read from an
+empty environment (`DEFAULT_ENV`), so they see the contract's defaults whatever the shell has
+set. The FastAPI app's chat broker is a real redis-server, started once per session on a free
+loopback port (`redis_server`).
 """
 
 from __future__ import annotations
@@ -19,30 +20,19 @@ from pathlib import Path
 _MULTIPROC_DIR = tempfile.mkdtemp(prefix="gateway-lab-prom-")
 atexit.register(shutil.rmtree, _MULTIPROC_DIR, ignore_errors=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _MULTIPROC_DIR
-for _name in (
-    "REDIS_URL",
-    "WSGI_BIND",
-    "WSGI_WORKERS",
-    "WSGI_THREADS",
-    "WSGI_WORKER_CLASS",
-    "WSGI_METRICS_BIND",
-    "WSGI_PROXY_COUNT",
-    "ASGI_BIND",
-    "ASGI_WORKERS",
-    "ASGI_METRICS_BIND",
-    "ASGI_ROOT_PATH",
-    "FORWARDED_ALLOW_IPS",
-    "BACKEND_KEEPALIVE_S",
-    "LOG_LEVEL",
-):
-    os.environ.pop(_name, None)
 
 import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from service_clients import ServiceClient, start_fastapi_client  # noqa: E402
 
+from fastapi_app.settings import load_asgi_settings  # noqa: E402
 from flask_app.app import create_app as create_flask_app  # noqa: E402
+from flask_app.settings import load_wsgi_settings  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
+
+#: The environment the apps' settings are read from: nothing set, every default. (The FastAPI
+#: app's one required variable, REDIS_URL, is added per test: `fastapi_env`.)
+DEFAULT_ENV: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -56,23 +46,30 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    """REDIS_URL set for the app under test, pointing at the running test server."""
+def redis_url(redis_server: RedisServer) -> str:
+    """The running test server's URL, as the app under test takes it in REDIS_URL."""
     if not redis_server.running:
         redis_server.start()  # a test stopped it (a broker outage)
-    monkeypatch.setenv("REDIS_URL", redis_server.url)
     return redis_server.url
 
 
 @pytest.fixture
-def flask_client() -> ServiceClient:
-    return ServiceClient("flask", create_flask_app().test_client())
+def fastapi_env(redis_url: str) -> dict[str, str]:
+    """Every default, plus the test broker: what the FastAPI app's settings are read from."""
+    return {**DEFAULT_ENV, "REDIS_URL": redis_url}
 
 
 @pytest.fixture
-def fastapi_test_client(redis_url: str) -> Iterator[TestClient]:
+def flask_client() -> ServiceClient:
+    return ServiceClient("flask", create_flask_app(load_wsgi_settings(DEFAULT_ENV)).test_client())
+
+
+@pytest.fixture
+def fastapi_test_client(fastapi_env: dict[str, str]) -> Iterator[TestClient]:
     # Entering the client runs the lifespan (chat bus start); leaving it stops the bus.
-    client = start_fastapi_client(raise_server_exceptions=False)
+    client = start_fastapi_client(
+        load_asgi_settings(environ=fastapi_env), raise_server_exceptions=False
+    )
     try:
         yield client
     finally:

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from fastapi_app.app import create_app as create_fastapi_app
+from fastapi_app.settings import AsgiSettings
 
 BROKER_CONNECT_TIMEOUT_S = 10.0  # a bound against hanging, not a speed requirement
 
@@ -66,9 +67,10 @@ class ServiceClient:
         return self.request("POST", path, body=body, headers={"Content-Type": content_type})
 
 
-def start_fastapi_client(**options: object) -> TestClient:
-    """A TestClient whose lifespan has run and whose chat bus is subscribed."""
-    client = TestClient(create_fastapi_app(), **options)  # type: ignore[arg-type]
+def start_fastapi_client(settings: AsgiSettings, **options: object) -> TestClient:
+    """A TestClient of an app built from `settings`, whose lifespan has run and whose chat bus
+    is subscribed."""
+    client = TestClient(create_fastapi_app(settings), **options)  # type: ignore[arg-type]
     client.__enter__()
     bus = client.app.state.chat_bus  # type: ignore[attr-defined]
     if not client.portal.call(bus.wait_connected, BROKER_CONNECT_TIMEOUT_S):

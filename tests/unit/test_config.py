@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from flask import request
 
+from fastapi_app.app import create_app as create_fastapi_app
 from fastapi_app.settings import load_asgi_settings
 from flask_app.app import create_app as create_flask_app
 from flask_app.settings import load_wsgi_settings
@@ -21,7 +23,7 @@ GUNICORN_CONF = REPO_ROOT / "services" / "flask_app" / "gunicorn.conf.py"
 
 
 def test_wsgi_defaults() -> None:
-    settings = load_wsgi_settings()
+    settings = load_wsgi_settings({})
     assert settings.bind == Bind("127.0.0.1", 8001)
     assert settings.metrics_bind == Bind("127.0.0.1", 9101)
     assert (settings.workers, settings.threads, settings.worker_class) == (2, 1, "sync")
@@ -30,10 +32,8 @@ def test_wsgi_defaults() -> None:
     assert settings.keepalive_s == 75
 
 
-def test_sync_with_threads_is_gthread(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WSGI_THREADS", "4")
-    monkeypatch.setenv("WSGI_WORKERS", "3")
-    settings = load_wsgi_settings()
+def test_sync_with_threads_is_gthread() -> None:
+    settings = load_wsgi_settings({"WSGI_THREADS": "4", "WSGI_WORKERS": "3"})
     assert settings.worker_class == "gthread"
     assert settings.capacity == 12
 
@@ -48,38 +48,40 @@ def test_sync_with_threads_is_gthread(monkeypatch: pytest.MonkeyPatch) -> None:
         ("LOG_LEVEL", "loud", "LOG_LEVEL must be one of"),
     ],
 )
-def test_wsgi_errors_name_the_variable(
-    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
-) -> None:
-    monkeypatch.setenv(name, value)
+def test_wsgi_errors_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        load_wsgi_settings()
+        load_wsgi_settings({name: value})
 
 
-def test_asgi_defaults_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_asgi_defaults_and_errors() -> None:
     with pytest.raises(ConfigError, match="REDIS_URL is required"):
-        load_asgi_settings()
-    monkeypatch.setenv("REDIS_URL", "redis://broker:6400/0")
-    settings = load_asgi_settings()
+        load_asgi_settings(environ={})
+    broker = {"REDIS_URL": "redis://broker:6400/0"}
+    settings = load_asgi_settings(environ=broker)
     assert settings.bind == Bind("127.0.0.1", 8002)
     assert settings.root_path == "/asgi"
     assert settings.forwarded_allow_ips == "127.0.0.1"
     assert settings.redis_url == "redis://broker:6400/0"
-    monkeypatch.setenv("ASGI_ROOT_PATH", "/asgi/")
     with pytest.raises(ConfigError, match="ASGI_ROOT_PATH"):
-        load_asgi_settings()
-    monkeypatch.setenv("ASGI_ROOT_PATH", "")
-    assert load_asgi_settings().root_path == ""
-    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.0/8,nginx")
+        load_asgi_settings(environ={**broker, "ASGI_ROOT_PATH": "/asgi/"})
+    assert load_asgi_settings(environ={**broker, "ASGI_ROOT_PATH": ""}).root_path == ""
     with pytest.raises(ConfigError, match="FORWARDED_ALLOW_IPS .* got 'nginx'"):
-        load_asgi_settings()
+        load_asgi_settings(environ={**broker, "FORWARDED_ALLOW_IPS": "10.0.0.0/8,nginx"})
+
+
+def test_the_apps_take_their_settings_from_the_caller(redis_url: str) -> None:
+    flask_app = create_flask_app(load_wsgi_settings({"WSGI_WORKERS": "7", "WSGI_THREADS": "3"}))
+    health = flask_app.test_client().get("/healthz").get_json()
+    assert (health["workers"], health["threads"], health["worker_class"]) == (7, 3, "gthread")
+    asgi = load_asgi_settings(environ={"ASGI_WORKERS": "5", "REDIS_URL": redis_url})
+    with TestClient(create_fastapi_app(asgi)) as client:
+        assert client.get("/healthz").json()["workers"] == 5
 
 
 @pytest.mark.parametrize("value", ["broker:6379", "http://broker:6379", "redis://"])
-def test_redis_url_is_checked(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    monkeypatch.setenv("REDIS_URL", value)
+def test_redis_url_is_checked(value: str) -> None:
     with pytest.raises(ConfigError, match="REDIS_URL must be a URL starting with redis://"):
-        load_asgi_settings()
+        load_asgi_settings(environ={"REDIS_URL": value})
 
 
 def test_parse_bind() -> None:
@@ -91,13 +93,17 @@ def test_parse_bind() -> None:
 
 
 def test_gunicorn_conf(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Gunicorn's config file is the one reader of the real environment on this side.
     monkeypatch.setenv("WSGI_BIND", "127.0.0.1:18001")
+    monkeypatch.setenv("WSGI_WORKERS", "3")
     monkeypatch.setenv("WSGI_THREADS", "4")
+    monkeypatch.setenv("WSGI_WORKER_CLASS", "sync")
+    monkeypatch.setenv("BACKEND_KEEPALIVE_S", "90")
     conf = runpy.run_path(str(GUNICORN_CONF))
     assert conf["wsgi_app"] == "flask_app.app:create_app()"
     assert conf["bind"] == ["127.0.0.1:18001"]
-    assert (conf["workers"], conf["threads"], conf["worker_class"]) == (2, 4, "gthread")
-    assert conf["keepalive"] == 75
+    assert (conf["workers"], conf["threads"], conf["worker_class"]) == (3, 4, "gthread")
+    assert conf["keepalive"] == 90
     assert conf["graceful_timeout"] == 30
     assert conf["timeout"] > 60  # longer than the longest bounded request (60 s stream)
     assert conf["accesslog"] is None
@@ -139,7 +145,7 @@ def test_launcher_reports_config_errors() -> None:
 
 
 def test_proxy_fix_trusts_one_proxy() -> None:
-    app = create_flask_app()
+    app = create_flask_app(load_wsgi_settings({}))
 
     @app.get("/whoami-test-only")
     def whoami() -> dict[str, str]:

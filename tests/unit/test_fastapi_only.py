@@ -15,6 +15,7 @@ from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from fastapi_app.app import create_app
+from fastapi_app.settings import load_asgi_settings
 from gateway_common import metrics
 from tests.redis_server import RedisServer
 
@@ -171,10 +172,10 @@ def test_openapi_documents_query_parameters(fastapi_client: ServiceClient) -> No
     assert {"/stream", "/cpu", "/echo", "/io/blocking", "/io/threadpool"} <= set(spec["paths"])
 
 
-def test_docs_under_root_path(redis_url: str) -> None:
+def test_docs_under_root_path(fastapi_env: dict[str, str]) -> None:
     # nginx strips /asgi; uvicorn passes root_path=/asgi, so the docs page must link
     # /asgi/openapi.json and the spec must name /asgi as its server.
-    with TestClient(create_app(), root_path="/asgi") as client:
+    with TestClient(create_app(load_asgi_settings(environ=fastapi_env)), root_path="/asgi") as client:
         docs = client.get("/docs")
         assert docs.status_code == 200
         assert "'/asgi/openapi.json'" in docs.text
@@ -207,11 +208,10 @@ def test_joined_message_is_json_text(fastapi_test_client: TestClient) -> None:
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
+def own_broker(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of the test's own, so stopping it disturbs no other test."""
     server = RedisServer(tmp_path)
     server.start()
-    monkeypatch.setenv("REDIS_URL", server.url)
     try:
         yield server
     finally:
@@ -227,7 +227,9 @@ def _close_of(ws: Any) -> WebSocketDisconnect:
 def test_chat_without_broker_closes_1013_and_the_rest_still_works(
     own_broker: RedisServer,
 ) -> None:
-    client = start_fastapi_client(raise_server_exceptions=False)
+    client = start_fastapi_client(
+        load_asgi_settings(environ={"REDIS_URL": own_broker.url}), raise_server_exceptions=False
+    )
     try:
         bus = client.app.state.chat_bus  # type: ignore[attr-defined]
         with client.websocket_connect("/ws/chat?room=outage") as member:
@@ -264,7 +266,7 @@ def test_broker_gauge_follows_the_connection(own_broker: RedisServer) -> None:
             "chat_broker_up", {"service": "fastapi", "interface": "asgi"}
         )
 
-    client = start_fastapi_client()
+    client = start_fastapi_client(load_asgi_settings(environ={"REDIS_URL": own_broker.url}))
     try:
         bus = client.app.state.chat_bus  # type: ignore[attr-defined]
         assert gauge() == 1
