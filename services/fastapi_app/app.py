@@ -1,9 +1,9 @@
 """FastAPI service (ASGI, served by Uvicorn): the contract's HTTP surface plus WebSockets.
 
-Query parameters are declared as optional strings so OpenAPI documents them, but the
-values are checked by `gateway_common.validation` (the Flask service uses the same code,
-so both answer with the same codes and messages). Every error, FastAPI's own included,
-is rendered in the contract's error shape.
+Query parameters come in through the dependencies of `fastapi_app.params`, which check them
+with `gateway_common.validation` (the Flask service uses the same code, so both answer with the
+same codes and messages). Every error, FastAPI's own included, is rendered in the contract's
+error shape.
 """
 
 from __future__ import annotations
@@ -17,17 +17,18 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from fastapi_app.middleware import ObservabilityMiddleware
-from fastapi_app.settings import AsgiSettings, load_asgi_settings
+from fastapi_app.middleware import ObservabilityMiddleware, route_path
+from fastapi_app.params import ChatRoom, CpuN, IoMs, Stream
+from fastapi_app.settings import INTERFACE, SERVICE, AsgiSettings, load_asgi_settings
 from gateway_common import metrics, responses, validation, workload
 from gateway_common.chat_bus import (
     BROKER_LOST,
@@ -43,8 +44,6 @@ from gateway_common.errors import (
     not_found_error,
 )
 
-SERVICE = "fastapi"
-INTERFACE = "asgi"
 HOSTNAME = socket.gethostname()
 
 # WebSocket close codes (RFC 6455).
@@ -56,8 +55,6 @@ BROKER_UNAVAILABLE_REASON = "chat broker unavailable"
 WS_MAX_MESSAGE_BYTES = 64 * 1024  # uvicorn's ws_max_size enforces it too; this covers tests
 
 logger = logging.getLogger(__name__)
-
-MsParam = Annotated[str | None, Query(description="milliseconds to wait, 0 to 10000")]
 
 
 def _identity(settings: AsgiSettings) -> responses.ServiceIdentity:
@@ -75,8 +72,9 @@ def _error_response(error: ApiError, headers: dict[str, str] | None = None) -> J
     return JSONResponse(error.to_body(), status_code=error.status, headers=headers)
 
 
-def create_app() -> FastAPI:
-    settings = load_asgi_settings()
+def create_app(settings: AsgiSettings | None = None) -> FastAPI:
+    """The app; ``settings`` default to the environment's (what Uvicorn's factory call gets)."""
+    settings = settings or load_asgi_settings()
     identity = _identity(settings)
     bus = ChatBus(
         settings.redis_url,
@@ -109,14 +107,18 @@ def _register_error_handlers(app: FastAPI) -> None:
     # 500s are answered by ObservabilityMiddleware, which also adds the request id.
 
     @app.exception_handler(ApiError)
-    async def handle_api_error(_request: Request, error: ApiError) -> JSONResponse:
+    async def handle_api_error(connection: HTTPConnection, error: ApiError) -> JSONResponse | None:
+        if isinstance(connection, WebSocket):
+            # A refused WebSocket handshake (a bad chat room): answered here, not by a response.
+            await _refuse_handshake(connection, error)
+            return None
         return _error_response(error)
 
     @app.exception_handler(StarletteHTTPException)
     async def handle_http_exception(
         request: Request, error: StarletteHTTPException
     ) -> JSONResponse:
-        path = get_route_path(request.scope)
+        path = route_path(request.scope)
         if error.status_code == 404:
             return _error_response(not_found_error(request.method, path))
         if error.status_code == 405:
@@ -153,8 +155,7 @@ async def _read_body(request: Request) -> bytes:
 
 
 def _register_http_routes(app: FastAPI, identity: responses.ServiceIdentity) -> None:
-    # Handlers read `request.query_params.getlist(...)`: the declared parameters are for
-    # the OpenAPI document; repeats must be seen to be refused like Flask does.
+    # Query parameters arrive validated, through the dependencies of fastapi_app.params.
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -165,46 +166,28 @@ def _register_http_routes(app: FastAPI, identity: responses.ServiceIdentity) -> 
         return responses.hello(identity)
 
     @app.get("/io", summary="Wait with asyncio.sleep (does not block the event loop)")
-    async def io(request: Request, ms: MsParam = None) -> dict[str, Any]:
-        wait_ms = validation.io_ms(request.query_params.getlist("ms"))
+    async def io(wait_ms: IoMs) -> dict[str, Any]:
         waited_ms = await workload.async_wait(wait_ms)
         return responses.io_result(identity, wait_ms, waited_ms, mode="asyncio.sleep")
 
     @app.get("/io/blocking", summary="time.sleep inside async def: stalls the event loop")
-    async def io_blocking(request: Request, ms: MsParam = None) -> dict[str, Any]:
-        wait_ms = validation.io_ms(request.query_params.getlist("ms"))
+    async def io_blocking(wait_ms: IoMs) -> dict[str, Any]:
         waited_ms = workload.blocking_wait(wait_ms)  # the anti-pattern, on purpose
         return responses.io_result(identity, wait_ms, waited_ms, mode="time.sleep")
 
     @app.get("/io/threadpool", summary="time.sleep in a plain def, run in the threadpool")
-    def io_threadpool(request: Request, ms: MsParam = None) -> dict[str, Any]:
-        wait_ms = validation.io_ms(request.query_params.getlist("ms"))
+    def io_threadpool(wait_ms: IoMs) -> dict[str, Any]:
         waited_ms = workload.blocking_wait(wait_ms)
         return responses.io_result(identity, wait_ms, waited_ms, mode="time.sleep (threadpool)")
 
     @app.get("/cpu", summary="Pure-Python CPU loop (holds the event loop while it runs)")
-    async def cpu(
-        request: Request,
-        n: Annotated[str | None, Query(description="iterations, 1 to 5000000")] = None,
-    ) -> dict[str, Any]:
-        iterations = validation.cpu_n(request.query_params.getlist("n"))
+    async def cpu(iterations: CpuN) -> dict[str, Any]:
         started = time.perf_counter()
         result = workload.cpu_work(iterations)
         return responses.cpu_result(identity, iterations, result, workload.elapsed_ms(started))
 
     @app.get("/stream", summary="Server-sent events", response_class=StreamingResponse)
-    async def stream(
-        request: Request,
-        events: Annotated[str | None, Query(description="events, 1 to 100")] = None,
-        interval_ms: Annotated[
-            str | None,
-            Query(description="ms between events, 0 to 5000; events x interval <= 60000"),
-        ] = None,
-    ) -> StreamingResponse:
-        params = validation.stream_params(
-            request.query_params.getlist("events"), request.query_params.getlist("interval_ms")
-        )
-
+    async def stream(params: Stream) -> StreamingResponse:
         async def generate() -> AsyncIterator[str]:
             for seq in range(1, params.events + 1):
                 yield responses.sse_tick(identity, seq, params.events)
@@ -273,12 +256,7 @@ def _register_websocket_routes(app: FastAPI, bus: ChatBus) -> None:
                 await websocket.send_bytes(message.get("bytes") or b"")
 
     @app.websocket("/ws/chat")
-    async def ws_chat(websocket: WebSocket) -> None:
-        try:
-            room = validation.chat_room(websocket.query_params.getlist("room"))
-        except ApiError as error:
-            await _refuse_handshake(websocket, error)
-            return
+    async def ws_chat(websocket: WebSocket, room: ChatRoom) -> None:
         await websocket.accept()
         # Joined before the check, with no await in between: a broker loss is either seen
         # here or delivered to the member's queue, never missed.

@@ -12,7 +12,6 @@ import logging
 import time
 from typing import Any
 
-from starlette._utils import get_route_path
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +22,17 @@ from gateway_common.logging import log_request
 from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id
 
 logger = logging.getLogger(__name__)
+
+
+def route_path(scope: Scope) -> str:
+    """The request path below the app's root path (``/asgi`` behind nginx), as routes see it."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        rest = path[len(root_path) :]
+        if rest == "" or rest.startswith("/"):
+            return rest
+    return path
 
 
 def route_template(scope: Scope) -> str:
@@ -94,7 +104,7 @@ class ObservabilityMiddleware:
                 service=self.service,
                 request_id=request_id,
                 method=method,
-                path=get_route_path(scope),
+                path=route_path(scope),
                 route=route,
                 status=status,
                 duration_ms=round(duration_s * 1000, 3),
@@ -157,7 +167,7 @@ class ObservabilityMiddleware:
                 service=self.service,
                 request_id=request_id,
                 method="GET",
-                path=get_route_path(scope),
+                path=route_path(scope),
                 route=route,
                 status=status,
                 duration_ms=round(duration_s * 1000, 3),

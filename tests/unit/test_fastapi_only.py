@@ -175,7 +175,8 @@ def test_openapi_documents_query_parameters(fastapi_client: ServiceClient) -> No
 def test_docs_under_root_path(fastapi_env: dict[str, str]) -> None:
     # nginx strips /asgi; uvicorn passes root_path=/asgi, so the docs page must link
     # /asgi/openapi.json and the spec must name /asgi as its server.
-    with TestClient(create_app(load_asgi_settings(environ=fastapi_env)), root_path="/asgi") as client:
+    app = create_app(load_asgi_settings(environ=fastapi_env))
+    with TestClient(app, root_path="/asgi") as client:
         docs = client.get("/docs")
         assert docs.status_code == 200
         assert "'/asgi/openapi.json'" in docs.text
