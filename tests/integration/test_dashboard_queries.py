@@ -32,6 +32,7 @@ import pytest
 import websockets
 
 from monitoring.grafana import build_dashboards as builder
+from tests import dashboard_queries as readback
 from tests.conftest import StackHandle
 
 pytestmark = pytest.mark.integration
@@ -233,11 +234,11 @@ def evaluate(stack: StackHandle, queries: list[tuple[str, object]]) -> dict:
 
 
 def every_query() -> list[tuple[str, object]]:
-    boards = builder.load_dashboards()
+    boards = readback.load_dashboards()
     return [
-        (builder.promql(board, query), query)
+        (readback.promql(board, query), query)
         for board in boards.values()
-        for query in builder.variable_queries(board) + builder.panel_queries(board)
+        for query in readback.variable_queries(board) + readback.panel_queries(board)
     ]
 
 

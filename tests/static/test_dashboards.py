@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from monitoring.grafana import build_dashboards as builder
+from tests import dashboard_queries as readback
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA_DIR = ROOT / "monitoring" / "grafana"
@@ -52,7 +53,7 @@ def datasource() -> dict:
 
 @pytest.fixture(scope="module")
 def dashboards() -> dict[str, dict]:
-    boards = builder.load_dashboards(DASHBOARDS_DIR)
+    boards = readback.load_dashboards(DASHBOARDS_DIR)
     assert set(boards) == {"wsgi-vs-asgi.json", "edge-nginx.json", "load-test.json"}
     return boards
 
@@ -61,7 +62,7 @@ def all_queries(boards: dict[str, dict]) -> list[tuple[dict, object]]:
     return [
         (board, query)
         for board in boards.values()
-        for query in builder.variable_queries(board) + builder.panel_queries(board)
+        for query in readback.variable_queries(board) + readback.panel_queries(board)
     ]
 
 
@@ -109,7 +110,7 @@ def test_dashboards_are_well_formed(dashboards):
         assert re.fullmatch(r"[a-z0-9-]{1,40}", board["uid"]), name
         assert board["schemaVersion"] >= 36, name
         assert board["editable"] is False, name
-        panels = list(builder.iter_panels(board["panels"]))
+        panels = list(readback.iter_panels(board["panels"]))
         ids = [panel["id"] for panel in panels]
         assert len(set(ids)) == len(ids), f"{name}: duplicate panel ids"
         # Titles name panels in the tests and in DOCKER_ONLY_PANELS: unique per dashboard.
@@ -127,7 +128,7 @@ def test_dashboards_are_well_formed(dashboards):
 def test_every_panel_target_and_variable_uses_the_provisioned_datasource(dashboards, datasource):
     expected = {"type": datasource["type"], "uid": datasource["uid"]}
     for name, board in dashboards.items():
-        for panel in builder.iter_panels(board["panels"]):
+        for panel in readback.iter_panels(board["panels"]):
             if panel["type"] == "row":
                 assert "targets" not in panel, (name, panel["title"])
                 continue
@@ -140,9 +141,9 @@ def test_every_panel_target_and_variable_uses_the_provisioned_datasource(dashboa
 
 def test_every_variable_a_query_uses_is_defined(dashboards):
     for name, board in dashboards.items():
-        known = builder.variable_values(board)
+        known = readback.variable_values(board)
         for _, query in all_queries({name: board}):
-            expanded = builder.promql(board, query)
+            expanded = readback.promql(board, query)
             leftover = [m for m in re.findall(r"\$\{?(\w+)", expanded) if not m.isdigit()]
             assert not leftover, (name, query.panel, leftover, sorted(known))
 
@@ -150,7 +151,7 @@ def test_every_variable_a_query_uses_is_defined(dashboards):
 def test_repeated_panels_repeat_over_a_defined_variable(dashboards):
     for name, board in dashboards.items():
         variables = {v["name"] for v in board["templating"]["list"]}
-        for panel in builder.iter_panels(board["panels"]):
+        for panel in readback.iter_panels(board["panels"]):
             if "repeat" in panel:
                 assert panel["repeat"] in variables, (name, panel["title"])
                 assert f"${panel['repeat']}" in panel["title"], (name, panel["title"])
@@ -183,7 +184,7 @@ def promtool_check_exprs(named_exprs: dict[str, str], tmp_path: Path):
 
 def test_every_query_parses_as_promql(dashboards, tmp_path):
     named = {
-        f"{query.dashboard} / {query.panel} / {query.ref}": builder.promql(board, query)
+        f"{query.dashboard} / {query.panel} / {query.ref}": readback.promql(board, query)
         for board, query in all_queries(dashboards)
     }
     assert len(named) == len(all_queries(dashboards)), "two queries share panel and refId"
@@ -211,7 +212,7 @@ def test_every_recording_rule_a_query_reads_exists(dashboards):
         if "record" in rule
     }
     for board, query in all_queries(dashboards):
-        used = set(RECORDED_NAME.findall(builder.promql(board, query)))
+        used = set(RECORDED_NAME.findall(readback.promql(board, query)))
         assert used <= recorded, (query.dashboard, query.panel, sorted(used - recorded))
 
 
@@ -219,7 +220,7 @@ def test_docker_only_panels_exist_and_are_marked(dashboards):
     panels = {
         (board["uid"], panel["title"]): panel
         for board in dashboards.values()
-        for panel in builder.iter_panels(board["panels"])
+        for panel in readback.iter_panels(board["panels"])
     }
     assert builder.DOCKER_ONLY_PANELS
     for key in builder.DOCKER_ONLY_PANELS:

@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from monitoring.grafana import build_dashboards as builder
+from tests import dashboard_queries as readback
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK_DIR = Path(__file__).resolve().parent / "grafana_schema"
@@ -69,7 +70,7 @@ class Breakage:
 
 
 def _first(board: dict, panel_type: str) -> dict:
-    return next(p for p in builder.iter_panels(board["panels"]) if p["type"] == panel_type)
+    return next(p for p in readback.iter_panels(board["panels"]) if p["type"] == panel_type)
 
 
 def _set(path: Callable[[dict], dict], key: str, value: object) -> Callable[[dict], None]:
@@ -196,7 +197,7 @@ def tsc_run(tmp_path_factory) -> TscRun:
     """One tsc run over every dashboard and every broken copy (a run takes a few seconds)."""
     tsc = _installed_tsc()
     out = tmp_path_factory.mktemp("grafana-schema")
-    boards = builder.load_dashboards(builder.DASHBOARDS_DIR)
+    boards = readback.load_dashboards(builder.DASHBOARDS_DIR)
     assert set(boards) == set(builder.DASHBOARDS), sorted(boards)
     modules: dict[str, Path] = {}
     for name, board in boards.items():
