@@ -86,13 +86,14 @@ def test_a_start_that_fails_half_way_stops_what_it_started(scratch):
     settings, environ = scratch
     assert listening(settings) == [], "the scratch ports must be free to begin with"
     # A real failure after the port check: Uvicorn refuses a worker count of 0 and exits, once
-    # Gunicorn, nginx, the exporters and Prometheus have been started beside it.
+    # Redis (started first), Gunicorn, nginx, the exporters and Prometheus have been started.
     result = stackctl({**environ, "ASGI_WORKERS": "0"}, "up")
     assert result.returncode != 0
     assert "fastapi exited during start-up" in result.stderr, result.stderr
     assert "ASGI_WORKERS" in result.stderr
     out = result.stdout
-    assert "flask           started" in out and "prometheus      started" in out, out
+    for name in ("redis", "redis-exporter", "flask", "prometheus"):
+        assert f"{name:<15} started" in out, out
     assert "stopping what was started" in out
     assert listening(settings) == []
     assert live_pid_files(settings) == []

@@ -182,6 +182,7 @@ def test_every_component_has_exactly_one_health_probe(tmp_path):
         nginx_conf=tmp_path / "nginx.conf",
         nginx_run_dir=tmp_path / "nginx",
         prometheus_yml=tmp_path / "prometheus.yml",
+        redis_conf=tmp_path / "redis.conf",
     )
     stack = native.components(settings, rendered)
     # components() is pure: it points the processes at the configs and renders nothing.
@@ -192,3 +193,7 @@ def test_every_component_has_exactly_one_health_probe(tmp_path):
         assert native.HEALTH_PROBES[component.name][0] in component.port_names
     nginx = next(component for component in stack if component.name == "nginx")
     assert nginx.argv[nginx.argv.index("-p") + 1] == str(rendered.nginx_run_dir)
+    redis = next(component for component in stack if component.name == "redis")
+    assert str(rendered.redis_conf) in redis.argv
+    # Redis answers PING at the very URL the services are given as REDIS_URL.
+    assert redis.health_url == settings.redis_url
