@@ -68,7 +68,7 @@ def build() -> dict:
                     "service:http_requests_in_progress:sum",
                     "{{interface}} in flight ({{service}})",
                 ),
-                ("service:server_worker_capacity:max", "{{interface}} capacity ({{service}})"),
+                ("service:server_worker_capacity:sum", "{{interface}} capacity ({{service}})"),
             ),
             overrides=[reference_line("byRegexp", ".*capacity.*")],
         ),

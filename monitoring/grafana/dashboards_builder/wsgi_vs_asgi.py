@@ -146,7 +146,7 @@ def build() -> dict:
                     f"service:http_request_duration_seconds_sum:rate1m{{{SEL}}}",
                     "in flight (1m mean, Little's law)",
                 ),
-                (f"service:server_worker_capacity:max{{{SEL}}}", "capacity"),
+                (f"service:server_worker_capacity:sum{{{SEL}}}", "capacity"),
             ),
             repeat="service",
             h=9,
