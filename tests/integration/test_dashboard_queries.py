@@ -313,6 +313,8 @@ def test_every_dashboard_query_returns_data_on_the_native_stack(stack: StackHand
     assert traffic.ws_messages["echo"] > 0 and traffic.ws_messages["chat received"] > 0
     assert open_sockets and float(open_sockets[0]["value"][1]) >= Traffic.CHAT_SOCKETS
     assert {s["metric"]["service"] for s in in_flight} == {"flask", "fastapi"}
+    # One series per service, summed over its replicas: no `instance` left to split them.
+    assert all("instance" not in s["metric"] for s in in_flight), in_flight
 
 
 def test_locust_target_leaves_prometheus_file_discovery_after_the_run(stack: StackHandle):

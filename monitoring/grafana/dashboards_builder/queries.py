@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-# Selector of the template variables of the WSGI-vs-ASGI dashboard.
-SEL = 'service=~"$service", instance=~"$instance"'
+# Selector of the template variable of the WSGI-vs-ASGI dashboard. There is no `instance`
+# variable: the service: series sum every replica, and the per-replica panels split by
+# `instance` themselves.
+SEL = 'service=~"$service"'
 
 LOCUST_ONLY = "Has data only while a load test runs (Locust registers itself with Prometheus)."
 

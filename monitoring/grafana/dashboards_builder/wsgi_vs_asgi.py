@@ -72,6 +72,71 @@ def host_panels() -> list[dict]:
     ]
 
 
+def replica_panels() -> list[dict]:
+    """Each replica on its own line, from the raw metrics (every other panel sums replicas)."""
+    wsgi_sel = f'{SEL}, interface="wsgi"'
+    return [
+        row("Per replica (SCALE=N in Docker mode; one replica natively)"),
+        stat(
+            "Replicas scraped",
+            "Replicas of each service Prometheus scrapes now: one per `instance` (master "
+            "process) that exports its worker count. Docker mode finds them by DNS, so "
+            "`SCALE=N` shows N here; a replica that stops answering drops out at once.",
+            targets((f"count by (service) (server_workers{{{SEL}}})", "{{service}}")),
+            w=6,
+            h=8,
+            steps=((None, "blue"),),
+            decimals=0,
+        ),
+        timeseries(
+            "Requests/s per replica",
+            "Requests each replica finished per second. nginx balances round-robin over "
+            "every replica it resolves: the lines of one service should run together, and "
+            "add up to the service's line in Request rate.",
+            targets(
+                (
+                    f"sum by (service, instance) (rate(http_requests_total{{{SEL}}}"
+                    "[$__rate_interval]))",
+                    "{{service}} {{instance}}",
+                ),
+            ),
+            unit="reqps",
+            w=6,
+        ),
+        timeseries(
+            "In flight per replica",
+            "Requests inside each replica right now. Their sum is the service's in-flight "
+            "line; one replica far above the others is an imbalance the sums hide.",
+            targets(
+                (
+                    f"sum by (service, instance) (http_requests_in_progress{{{SEL}}})",
+                    "{{service}} {{instance}}",
+                ),
+            ),
+            w=6,
+            decimals=0,
+        ),
+        timeseries(
+            "WSGI saturation per replica",
+            "Busy share of each WSGI replica's own capacity, now. The service's saturation "
+            "(and the WSGISaturated alert) is over all replicas together: one replica pinned "
+            "at 100% while the others have room shows only here.",
+            targets(
+                (
+                    f"sum by (service, instance) (http_requests_in_progress{{{wsgi_sel}}})"
+                    " / on (service, instance)"
+                    f" sum by (service, instance) (server_worker_capacity{{{wsgi_sel}}})",
+                    "{{service}} {{instance}}",
+                ),
+            ),
+            unit="percentunit",
+            max_=1,
+            w=6,
+            threshold_line=(0.9, "red"),
+        ),
+    ]
+
+
 def build() -> dict:
     variables = [
         query_variable(
@@ -79,12 +144,6 @@ def build() -> dict:
             "Service",
             "label_values(http_requests_total, service)",
             "The services (flask = WSGI on Gunicorn, fastapi = ASGI on Uvicorn).",
-        ),
-        query_variable(
-            "instance",
-            "Instance",
-            'label_values(http_requests_total{service=~"$service"}, instance)',
-            "The metrics endpoint of each service's master process.",
         ),
     ]
     by_service = colour_overrides(SERVICE_COLOURS)
@@ -226,6 +285,7 @@ def build() -> dict:
             stack=True,
             repeat="service",
         ),
+        *replica_panels(),
         row("Latency inside the services"),
         timeseries(
             "Latency p50 / p95 / p99 — $service",
