@@ -198,7 +198,8 @@ def build() -> dict:
             "Requests inside the service: sampled now, and the 1m mean by Little's law "
             "(request-seconds finished per second). The dashed line is the capacity: for WSGI "
             "the workers × threads it can run at once (in flight stops there, the rest queue "
-            "outside); for ASGI the number of event loops, which each hold many requests.",
+            "outside); for ASGI the number of event loops, which each hold many requests. "
+            "All three add up every replica of the service.",
             targets(
                 (f"service:http_requests_in_progress:sum{{{SEL}}}", "in flight (now)"),
                 (
