@@ -63,6 +63,21 @@ def test_prometheus_scrapes_every_replica(scaled: DockerStack):
         )
 
 
+@pytest.mark.parametrize("service", APPS)
+def test_service_series_sum_every_replica(scaled: DockerStack, service: str):
+    """One capacity series per service, no `instance` left, and it is the replicas' sum."""
+    per_replica = scaled.wait_for(
+        f'server_worker_capacity{{service="{service}"}}', lambda r: len(r) == REPLICAS
+    )
+    expected = sum(float(series["value"][1]) for series in per_replica)
+    result = scaled.wait_for(
+        f'service:server_worker_capacity:sum{{service="{service}"}}',
+        lambda r: len(r) == 1 and float(r[0]["value"][1]) == expected,
+    )
+    assert "instance" not in result[0]["metric"], result
+    figure(f"{service}: capacity at SCALE={REPLICAS} = {expected:g} (summed over replicas)")
+
+
 def test_a_chat_message_reaches_sockets_on_every_replica(scaled: DockerStack):
     """Redis pub/sub carries the room across workers and replicas alike."""
     room = f"scale{time.time_ns() % 10**8}"
