@@ -36,6 +36,7 @@ help: ## list the targets
 	@echo
 	@echo "Bench options (environment): BENCH_SCENARIOS=hello,io,cpu,stream,ws_echo,ws_chat"
 	@echo "  BENCH_TARGETS=wsgi,asgi  BENCH_USERS='io=10,25;hello=50'  BENCH_DURATION=s  BENCH_WARMUP=s"
+	@echo "  BENCH_MODEL=closed|open  BENCH_RATES='io=10,30' (open model, req/s offered)"
 	@echo "  BENCH_PROFILE=default|quick  BENCH_URL  BENCH_PROMETHEUS_URL  (see docs/benchmark.md)"
 	@echo
 	@echo "Quick start: make up   (demo on http://127.0.0.1:8080)   ·   make test   (the suite)"

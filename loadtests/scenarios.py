@@ -21,12 +21,13 @@ import time
 from collections import Counter
 
 import gevent
+import gevent.pool
 from locust import User, constant, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.exception import StopUser
 from websockets.sync.client import connect as ws_connect
 
-from loadtests.settings import ScenarioSettings, applicable, ws_url
+from loadtests.settings import OPEN_MAX_IN_FLIGHT, ScenarioSettings, applicable, http_path, ws_url
 
 log = logging.getLogger("loadtests")
 
@@ -99,7 +100,7 @@ class HelloUser(_GatewayHttpUser):
 
     @task
     def hello(self) -> None:
-        self._get("/hello", "/hello")
+        self._get(http_path(self.scenario, self.settings), "/hello")
 
 
 class IoUser(_GatewayHttpUser):
@@ -109,7 +110,7 @@ class IoUser(_GatewayHttpUser):
 
     @task
     def io(self) -> None:
-        self._get(f"/io?ms={self.settings.io_ms}", "/io")
+        self._get(http_path(self.scenario, self.settings), "/io")
 
 
 class CpuUser(_GatewayHttpUser):
@@ -119,7 +120,94 @@ class CpuUser(_GatewayHttpUser):
 
     @task
     def cpu(self) -> None:
-        self._get(f"/cpu?n={self.settings.cpu_n}", "/cpu")
+        self._get(http_path(self.scenario, self.settings), "/cpu")
+
+
+class OpenSchedule:
+    """The open model's offered rate (the bench changes it between steps) and what it recorded.
+
+    ``sent`` holds the scheduled time of every request sent; ``answered`` holds (answer time,
+    latency from the scheduled send in ms) of every answer, failed or not.
+    """
+
+    def __init__(self, rps: float) -> None:
+        self.rps = rps
+        self.sent: list[float] = []
+        self.answered: list[tuple[float, float]] = []
+
+
+def schedule_for(environment) -> OpenSchedule:
+    schedule = getattr(environment, "gateway_schedule", None)
+    if schedule is None:
+        schedule = OpenSchedule(float(os.environ.get("LOCUST_OPEN_RPS") or 10))
+        environment.gateway_schedule = schedule
+    return schedule
+
+
+class _OpenHttpUser(_Gateway, FastHttpUser):
+    """Open model: one user sends its scenario's request on a fixed schedule at the offered rate.
+
+    Each request goes out at its scheduled time in a greenlet of its own, whether or not the
+    earlier ones were answered, and its latency is timed from that scheduled time: a server that
+    falls behind shows as growing latency and a backlog, not as a slower client (no coordinated
+    omission). A scheduler that is itself late sends what is due at once rather than skipping.
+    """
+
+    abstract = True
+    wait_time = constant(0)
+    #: Connections the user may open, one per request in flight.
+    concurrency = OPEN_MAX_IN_FLIGHT
+
+    def on_start(self) -> None:
+        self._setup_target()
+        self.schedule = schedule_for(self.environment)
+        self.in_flight = gevent.pool.Group()
+
+    @task
+    def run_schedule(self) -> None:
+        """Send at start + k / rate for k = 0, 1, ... until the rate changes."""
+        rps = self.schedule.rps
+        start_mono, start_wall = time.monotonic(), time.time()
+        k = 0
+        while self.schedule.rps == rps:
+            due = k / rps
+            delay = start_mono + due - time.monotonic()
+            gevent.sleep(max(0.0, delay))  # 0 still yields to the requests in flight
+            self.in_flight.spawn(self._send, start_mono + due, start_wall + due)
+            k += 1
+
+    def _send(self, due_mono: float, due_wall: float) -> None:
+        self.schedule.sent.append(due_wall)
+        self._count("started")
+        name = f"/{self.scenario}"
+        path = self.prefix + http_path(self.scenario, self.settings)
+        with self.client.get(path, name=name, catch_response=True) as resp:
+            latency_ms = (time.monotonic() - due_mono) * 1000
+            # Timed from the schedule, not from when the connection got to send it.
+            resp.request_meta["response_time"] = latency_ms
+            resp.request_meta["start_time"] = due_wall
+            self._count("completed")
+            if resp.status_code in (502, 503, 504):
+                self._count("gateway_error")
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}")
+        self.schedule.answered.append((time.time(), latency_ms))
+
+    def on_stop(self) -> None:
+        # Requests still in flight when the run stops are abandoned (counted as started only).
+        self.in_flight.kill(block=False)
+
+
+class OpenHelloUser(_OpenHttpUser):
+    scenario = "hello"
+
+
+class OpenIoUser(_OpenHttpUser):
+    scenario = "io"
+
+
+class OpenCpuUser(_OpenHttpUser):
+    scenario = "cpu"
 
 
 class StreamUser(_GatewayHttpUser):
@@ -143,7 +231,6 @@ class StreamUser(_GatewayHttpUser):
     def stream(self) -> None:
         s = self.settings
         path = f"/stream?events={s.stream_events}&interval_ms={s.stream_interval_ms}"
-        fire = self.environment.events.request.fire
         start_wall = time.time()
         start = time.perf_counter()
         self._count("started")
@@ -154,37 +241,14 @@ class StreamUser(_GatewayHttpUser):
             stream=True,
             headers={"Accept": "text/event-stream"},
         )
-        first_ms = None
-        ticks = 0
-        error: Exception | None = None
-        ended = False
         raw = getattr(resp, "_response", None)
+        read = _SseRead(start)
         try:
             if resp.status_code != 200 or raw is None:
                 raise RuntimeError(f"HTTP {resp.status_code}")
-            event = None
-            while True:
-                line = raw.readline(b"\n")
-                if not line:
-                    break
-                line = line.rstrip(b"\r\n")
-                if line.startswith(b"event:"):
-                    event = line[6:].strip()
-                elif line == b"" and event is not None:
-                    if event == b"tick":
-                        ticks += 1
-                        if first_ms is None:
-                            first_ms = (time.perf_counter() - start) * 1000
-                    elif event == b"end":
-                        ended = True
-                        break
-                    event = None
-            if not ended:
-                raise RuntimeError(f"stream ended after {ticks} of {s.stream_events} events")
-            if ticks != s.stream_events:
-                raise RuntimeError(f"got {ticks} events, expected {s.stream_events}")
+            read.read(raw, s.stream_events)
         except Exception as exc:  # reported as a Locust failure
-            error = exc
+            read.error = exc
             # Unread data on the connection: never reuse it.
             if raw is not None:
                 with contextlib.suppress(Exception):
@@ -193,20 +257,52 @@ class StreamUser(_GatewayHttpUser):
             self._count("completed")
             if resp.status_code in (502, 503, 504):
                 self._count("gateway_error")
-        total_ms = (time.perf_counter() - start) * 1000
+        self._report(read, start_wall, (time.perf_counter() - start) * 1000)
+
+    def _report(self, read: _SseRead, start_wall: float, total_ms: float) -> None:
+        fire = self.environment.events.request.fire
         common = {
             "request_type": "SSE",
-            "response_length": ticks,
+            "response_length": read.ticks,
             "context": {},
             "start_time": start_wall,
         }
         fire(
             name="/stream [first event]",
-            response_time=first_ms if first_ms is not None else total_ms,
-            exception=error if first_ms is None else None,
+            response_time=read.first_ms if read.first_ms is not None else total_ms,
+            exception=read.error if read.first_ms is None else None,
             **common,
         )
-        fire(name="/stream [complete]", response_time=total_ms, exception=error, **common)
+        fire(name="/stream [complete]", response_time=total_ms, exception=read.error, **common)
+
+
+class _SseRead:
+    """One stream read to its ``end`` event: the ticks seen and the time to the first one."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.first_ms: float | None = None
+        self.ticks = 0
+        self.error: Exception | None = None
+
+    def read(self, raw, expected: int) -> None:
+        """Read events until ``end``; raise when the stream stops early or miscounts."""
+        event = None
+        while line := raw.readline(b"\n"):
+            line = line.rstrip(b"\r\n")
+            if line.startswith(b"event:"):
+                event = line[6:].strip()
+            elif line == b"" and event is not None:
+                if event == b"end":
+                    if self.ticks != expected:
+                        raise RuntimeError(f"got {self.ticks} events, expected {expected}")
+                    return
+                if event == b"tick":
+                    self.ticks += 1
+                    if self.first_ms is None:
+                        self.first_ms = (time.perf_counter() - self.start) * 1000
+                event = None
+        raise RuntimeError(f"stream ended after {self.ticks} of {expected} events")
 
 
 def _short_error(exc: Exception) -> Exception:

@@ -26,6 +26,19 @@ SCENARIO_CLASSES = {
 }
 SCENARIOS = tuple(SCENARIO_CLASSES)
 
+#: Open model (requests on a schedule at an offered rate, not users in a loop): the scenarios
+#: made of one plain HTTP request each, and their user classes.
+OPEN_SCENARIO_CLASSES = {
+    "hello": "OpenHelloUser",
+    "io": "OpenIoUser",
+    "cpu": "OpenCpuUser",
+}
+OPEN_SCENARIOS = tuple(OPEN_SCENARIO_CLASSES)
+#: Highest offered rate per step, and the most requests an open-model user keeps in flight (its
+#: connection pool; beyond it a send waits for a connection, still timed from its schedule).
+OPEN_RATE_MAX = 5000.0
+OPEN_MAX_IN_FLIGHT = 1000
+
 #: Scenarios that only exist on the ASGI service (WebSocket routes are 404 on Flask).
 ASGI_ONLY = frozenset({"ws_echo", "ws_chat"})
 
@@ -58,6 +71,17 @@ def ws_url(host: str, path: str) -> str:
     elif base.startswith("http://"):
         base = "ws://" + base[len("http://") :]
     return base + path
+
+
+def http_path(scenario: str, settings: ScenarioSettings) -> str:
+    """The one request of a plain HTTP scenario (hello, io, cpu), without the target prefix."""
+    if scenario == "hello":
+        return "/hello"
+    if scenario == "io":
+        return f"/io?ms={settings.io_ms}"
+    if scenario == "cpu":
+        return f"/cpu?n={settings.cpu_n}"
+    raise ValueError(f"{scenario!r} is not a plain HTTP scenario")
 
 
 def parse_steps(text: str) -> list[int]:

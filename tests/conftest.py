@@ -72,6 +72,12 @@ class StackHandle:
         assert body["status"] == "success", body
         return body["data"]["result"]
 
+    def targets(self, job: str) -> list[dict]:
+        """The stack's Prometheus's active targets of one job."""
+        with urllib.request.urlopen(f"{self.prometheus_url}/api/v1/targets", timeout=10) as resp:
+            body = json.load(resp)
+        return [t for t in body["data"]["activeTargets"] if t["labels"].get("job") == job]
+
     def wait_for(self, expr: str, ready: Callable[[list], bool], timeout_s: float = 30.0) -> list:
         deadline = time.monotonic() + timeout_s
         result: list = []

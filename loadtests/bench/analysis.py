@@ -1,9 +1,8 @@
 """The bench's report maths: Little's law, saturation, ratios, cross-check, load-generator check.
 
-Pure functions over plain numbers and dicts (no Locust, no I/O), unit tested in
-tests/unit/test_bench_report.py. Step rows are the dicts the driver writes into results.json
-(keys used here: scenario, target, users, rps, p50_ms, p95_ms, p99_ms, avg_ms, ideal_rps,
-loadgen_bound, ...).
+Pure functions over plain numbers (no Locust, no I/O), unit tested in
+tests/unit/test_bench_report.py. What they conclude about a run is in `findings` (data); the
+words are the report's.
 
 Little's law: in a stable system the mean number of requests inside it equals arrival rate x
 mean time inside, L = lambda x W. A closed-loop client of N users with no think time keeps N
@@ -17,8 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-
-from loadtests.bench import numbers
+from dataclasses import asdict, dataclass
 
 #: Client/server count agreement: |difference| within max(ABS, REL x client count), beyond the
 #: requests the client abandoned at the end of a run (those may or may not reach the server).
@@ -59,6 +57,12 @@ def littles_law_latency(users: float, service_s: float, capacity: float | None =
 def in_flight(rps: float, mean_latency_ms: float) -> float:
     """L = lambda x W: requests in flight on average, from throughput and mean latency."""
     return rps * mean_latency_ms / 1000.0
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def percent_of(achieved: float, ideal: float | None) -> float | None:
@@ -115,45 +119,103 @@ def ideal_rps(
     return None
 
 
-def saturation(levels: Iterable[tuple[float, float]]) -> dict | None:
-    """Where throughput stops following the users.
+@dataclass(frozen=True)
+class Saturation:
+    """Where throughput stopped following the load, or how far it kept up (``saturated`` False).
 
-    ``levels``: (users, throughput) pairs. Marginal efficiency between consecutive levels is
-    (rps ratio - 1) / (users ratio - 1): 1 = throughput grew with the users, 0 = flat. The knee is
+    With ``saturated``, ``from_level``/``to_level`` are the first pair of levels whose marginal
+    scaling fell below SATURATION_EFFICIENCY; without, they are the last pair.
+    """
+
+    saturated: bool
+    from_level: float
+    to_level: float
+    rps_before: float
+    rps_after: float
+    efficiency: float
+    at_first_level: bool
+    peak_level: float
+    peak_rps: float
+
+
+def open_bound(
+    scenario: str, offered: float, capacity: int | None, *, io_ms: float, stream_s: float
+) -> float:
+    """The most an open-model step can be answered at: the offered rate, or less where the
+    server's capacity caps it (io: capacity / wait, as in the closed model)."""
+    service_s = io_ms / 1000 if scenario == "io" else stream_s if scenario == "stream" else 0
+    if capacity is None or service_s <= 0:
+        return offered
+    return min(offered, capacity / service_s)
+
+
+def saturation(levels: Iterable[tuple[float, float]]) -> Saturation | None:
+    """Where throughput stops following the users (or the offered rate).
+
+    ``levels``: (level, throughput) pairs. Marginal efficiency between consecutive levels is
+    (rps ratio - 1) / (level ratio - 1): 1 = throughput grew with the level, 0 = flat. The knee is
     the first pair below SATURATION_EFFICIENCY. Returns None with fewer than two levels.
     """
     points = sorted((u, r) for u, r in levels if u > 0)
     if len(points) < 2:
         return None
-    efficiencies = []
-    for (u0, r0), (u1, r1) in zip(points, points[1:], strict=False):
-        users_gain = u1 / u0 - 1
-        rps_gain = (r1 / r0 - 1) if r0 > 0 else 0.0
-        efficiencies.append((u0, u1, r0, r1, rps_gain / users_gain if users_gain else 0.0))
-    peak_users, peak_rps = max(points, key=lambda p: p[1])
-    for u0, u1, r0, r1, eff in efficiencies:
+    peak_level, peak_rps = max(points, key=lambda p: p[1])
+    pairs = list(zip(points, points[1:], strict=False))
+    for (u0, r0), (u1, r1) in pairs:
+        eff = _efficiency(u0, r0, u1, r1)
         if eff < SATURATION_EFFICIENCY:
-            return {
-                "saturated": True,
-                "from_users": u0,
-                "to_users": u1,
-                "rps_before": r0,
-                "rps_after": r1,
-                "efficiency": eff,
-                "at_first_level": u0 == points[0][0],
-                "peak_users": peak_users,
-                "peak_rps": peak_rps,
-            }
-    return {
-        "saturated": False,
-        "max_users": points[-1][0],
-        "efficiency": efficiencies[-1][4],
-        "peak_users": peak_users,
-        "peak_rps": peak_rps,
-    }
+            return Saturation(True, u0, u1, r0, r1, eff, u0 == points[0][0], peak_level, peak_rps)
+    (u0, r0), (u1, r1) = pairs[-1]
+    eff = _efficiency(u0, r0, u1, r1)
+    return Saturation(False, u0, u1, r0, r1, eff, False, peak_level, peak_rps)
+
+
+def _efficiency(u0: float, r0: float, u1: float, r1: float) -> float:
+    users_gain = u1 / u0 - 1
+    rps_gain = (r1 / r0 - 1) if r0 > 0 else 0.0
+    return rps_gain / users_gain if users_gain else 0.0
 
 
 # ------------------------------------------------------------------ client/server cross-check
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """What the client sent against what the server counted (``server`` None: unknown)."""
+
+    client_started: int
+    client_completed: int
+    gateway_errors: int
+    server: int | None
+    tolerance: float
+    low: float
+    high: float
+
+    @property
+    def ok(self) -> bool | None:
+        return None if self.server is None else self.low <= self.server <= self.high
+
+    @property
+    def diff(self) -> int | None:
+        return None if self.server is None else self.server - self.client_completed
+
+    @property
+    def diff_pct(self) -> float | None:
+        if self.diff is None or not self.client_completed:
+            return None
+        return 100.0 * self.diff / self.client_completed
+
+    @property
+    def excess(self) -> float:
+        """How far the server's count falls outside [completed - gateway errors, started]."""
+        if self.server is None:
+            return 0
+        floor = self.client_completed - self.gateway_errors
+        return max(0, floor - self.server, self.server - self.client_started)
+
+    def to_dict(self) -> dict:
+        out = asdict(self) | {"ok": self.ok, "diff": self.diff, "diff_pct": self.diff_pct}
+        return out if self.server is None else out | {"excess": self.excess}
 
 
 def crosscheck(
@@ -163,7 +225,7 @@ def crosscheck(
     gateway_errors: int = 0,
     rel_tol: float = CROSSCHECK_REL_TOL,
     abs_tol: int = CROSSCHECK_ABS_TOL,
-) -> dict:
+) -> CrossCheck:
     """Compare what the client sent with what the server counted.
 
     The server's count must lie in [completed - gateway_errors, started], widened by
@@ -172,91 +234,103 @@ def crosscheck(
     """
     tol = max(abs_tol, rel_tol * completed)
     low = completed - gateway_errors - tol
-    high = started + tol
-    out = {
-        "client_started": started,
-        "client_completed": completed,
-        "gateway_errors": gateway_errors,
-        "server": server,
-        "tolerance": tol,
-        "low": low,
-        "high": high,
-    }
-    if server is None:
-        return out | {"ok": None, "diff": None, "diff_pct": None}
-    diff = server - completed
-    # How far the server's count falls outside [completed - gateway errors, started].
-    excess = max(0, (completed - gateway_errors) - server, server - started)
-    return out | {
-        "ok": low <= server <= high,
-        "diff": diff,
-        "diff_pct": 100.0 * diff / completed if completed else None,
-        "excess": excess,
-    }
+    return CrossCheck(started, completed, gateway_errors, server, tol, low, started + tol)
 
 
-def sum_series(series: Iterable[Sequence[tuple[float, float]]]) -> list[tuple[float, float]]:
-    """Sum several counter series into one, at every timestamp any of them was sampled.
+@dataclass(frozen=True)
+class CounterSeries:
+    """One counter series' raw samples, and the times its target was scraped.
 
-    A series counts as 0 before its first sample (a label set appears with its first request)
-    and keeps its last value between samples.
+    Prometheus stores every series of a target with the scrape's timestamp, so a scrape without a
+    sample of this series means the series did not exist then: a fresh server process creates a
+    route's series with its first request, while the stored samples of an earlier process (the
+    stack was restarted) are still in the range. Without ``scrapes`` every sample counts.
     """
-    series = [sorted(s) for s in series if s]
-    stamps = sorted({t for s in series for t, _ in s})
-    out = []
-    idx = [0] * len(series)
-    current = [0.0] * len(series)
-    for t in stamps:
-        for k, s in enumerate(series):
-            while idx[k] < len(s) and s[idx[k]][0] <= t:
-                current[k] = s[idx[k]][1]
-                idx[k] += 1
-        out.append((t, sum(current)))
-    return out
+
+    samples: tuple[tuple[float, float], ...]
+    scrapes: tuple[float, ...] = ()
+
+    def value_at(self, t: float) -> tuple[float, float | None]:
+        """(value, sample time) at ``t``: the sample of the last scrape at or before t, or
+        (0, None) when that scrape did not carry the series (absent counts as zero)."""
+        last = None
+        for ts, v in self.samples:
+            if ts > t:
+                break
+            last = (ts, v)
+        if last is None:
+            return 0.0, None
+        scrape = max((st for st in self.scrapes if st <= t), default=None)
+        if scrape is not None and scrape > last[0]:
+            return 0.0, None  # scraped since without this series: it is gone
+        return last[1], last[0]
+
+    def reset_between(self, t0: float, t1: float) -> bool:
+        """Whether the counter went down in (t0, t1], counting from its value at t0."""
+        previous, _ = self.value_at(t0)
+        for ts, v in self.samples:
+            if t0 < ts <= t1:
+                if v < previous:
+                    return True
+                previous = v
+        return False
+
+    def stamps(self) -> list[float]:
+        return list(self.scrapes) or [t for t, _ in self.samples]
+
+
+@dataclass(frozen=True)
+class CounterDelta:
+    """How much a set of counter series grew over a block (None, with a reason, if unknown)."""
+
+    value: int | None
+    reason: str | None = None
+    before_t: float | None = None
+    after_t: float | None = None
 
 
 def counter_delta(
-    samples: Sequence[tuple[float, float]],
-    t0: float,
-    t1: float,
-    t_next: float | None = None,
-) -> dict:
-    """Increase of a (summed) counter over [t0, t1] from raw scrape samples.
+    series: Sequence[CounterSeries], t0: float, t1: float, t_next: float | None = None
+) -> CounterDelta:
+    """Increase of the summed series over [t0, t1] from raw scrape samples.
 
-    Needs the service idle (for this route) at both ends: "before" is the last sample at or
-    before t0; "after" the first sample at or after t1, taken before t_next (when that route is
-    loaded again). No sample before t0 means the counter did not exist yet: 0.
+    Needs the service idle (for this route) at both ends: "before" is each series' value at the
+    last scrape at or before t0 (0 where the series did not exist: a fresh stack); "after" its
+    value at the first scrape at or after t1, taken before t_next (when that route is loaded
+    again). A counter that went down in between was reset: the server restarted during the run.
     """
-    before = 0.0
-    before_t = None
-    after = None
-    after_t = None
-    last = None
-    for t, v in samples:
-        if last is not None and v < last:
-            return {"value": None, "reason": "counter reset (server restarted?)"}
-        last = v
-        if t <= t0:
-            before, before_t = v, t
-        elif t >= t1 and after is None and (t_next is None or t < t_next):
-            after, after_t = v, t
-    if after is None:
-        return {"value": None, "reason": "no scrape between the end of the run and the next load"}
-    return {"value": int(round(after - before)), "before_t": before_t, "after_t": after_t}
+    stamps = sorted({t for s in series for t in s.stamps()})
+    after_t = next((t for t in stamps if t >= t1 and (t_next is None or t < t_next)), None)
+    if after_t is None:
+        return CounterDelta(None, "no scrape between the end of the run and the next load")
+    total = 0.0
+    before_ts = []
+    for s in series:
+        if s.reset_between(t0, after_t):
+            return CounterDelta(None, "counter reset (server restarted?)")
+        before, before_t = s.value_at(t0)
+        after, _ = s.value_at(after_t)
+        if after < before:
+            return CounterDelta(None, "counter reset (series gone: server restarted?)")
+        total += after - before
+        before_ts.append(before_t)
+    known = [t for t in before_ts if t is not None]
+    return CounterDelta(int(round(total)), None, max(known) if known else None, after_t)
 
 
-def window_rate(samples: Sequence[tuple[float, float]], t0: float, t1: float) -> float | None:
+def window_rate(series: Sequence[CounterSeries], t0: float, t1: float) -> float | None:
     """Server-side rate over a measurement window, from the scrapes inside it.
 
-    None when fewer than two scrapes fall in the window, or they span under half of it.
+    None when fewer than two scrapes fall in the window, they span under half of it, or a
+    counter was reset in between.
     """
-    inside = [(t, v) for t, v in samples if t0 <= t <= t1]
+    inside = sorted({t for s in series for t in s.stamps() if t0 <= t <= t1})
     if len(inside) < 2:
         return None
-    (ta, va), (tb, vb) = inside[0], inside[-1]
-    if tb - ta < 0.5 * (t1 - t0) or vb < va:
+    ta, tb = inside[0], inside[-1]
+    if tb - ta < 0.5 * (t1 - t0) or any(s.reset_between(ta, tb) for s in series):
         return None
-    return (vb - va) / (tb - ta)
+    return sum(s.value_at(tb)[0] - s.value_at(ta)[0] for s in series) / (tb - ta)
 
 
 # ------------------------------------------------------------------ load-generator check
@@ -306,130 +380,3 @@ def short_reason(reason: str) -> str:
     if reason.startswith("Locust raised"):
         return "Locust CPU warning"
     return "below bound while Locust busy"
-
-
-# ------------------------------------------------------------------ findings
-
-
-_fmt_rate = numbers.rate
-_fmt_ms = numbers.ms
-
-
-def _by(steps: Iterable[dict], scenario: str, target: str) -> list[dict]:
-    return sorted(
-        (s for s in steps if s["scenario"] == scenario and s["target"] == target),
-        key=lambda s: s["users"],
-    )
-
-
-def findings(results: dict) -> list[str]:
-    """Statements computed from the numbers; no canned conclusions."""
-    steps = [s for s in results.get("steps", []) if s.get("rps") is not None]
-    meta = results.get("meta", {})
-    out: list[str] = []
-    scenarios = list(dict.fromkeys(s["scenario"] for s in steps))
-    capacity = meta.get("capacity", {})
-
-    for scenario in scenarios:
-        unit = "messages" if scenario.startswith("ws_") else "requests"
-        if scenario == "stream":
-            unit = "streams"
-        for target in ("wsgi", "asgi"):
-            rows = _by(steps, scenario, target)
-            if not rows:
-                continue
-            sat = saturation((r["users"], r["rps"]) for r in rows)
-            label = f"{scenario}/{target.upper()}"
-            if sat and sat["saturated"]:
-                where = (
-                    f"already at the lowest level ({sat['from_users']} users)"
-                    if sat["at_first_level"]
-                    else f"between {sat['from_users']} and {sat['to_users']} users"
-                )
-                out.append(
-                    f"{label}: throughput stops following the users {where}: "
-                    f"{_fmt_rate(sat['rps_before'])} -> {_fmt_rate(sat['rps_after'])} while users "
-                    f"went x{sat['to_users'] / sat['from_users']:.1f} (marginal scaling "
-                    f"{sat['efficiency']:.2f}); peak {_fmt_rate(sat['peak_rps'])} {unit} "
-                    f"at {sat['peak_users']} users."
-                )
-            elif sat:
-                out.append(
-                    f"{label}: no saturation up to {sat['max_users']} users (last step scaled "
-                    f"{sat['efficiency']:.2f} of linear); peak {_fmt_rate(sat['peak_rps'])} {unit}."
-                )
-            bound_rows = [r for r in rows if r.get("ideal_rps")]
-            if scenario in ("io", "stream") and bound_rows:
-                cap = capacity.get(target)
-                cap_text = f"capacity {cap}" if cap else "capacity unbounded"
-                parts = []
-                for r in bound_rows:
-                    pct = percent_of(r["rps"], r["ideal_rps"])
-                    mark = " [load-generator bound]" if r.get("loadgen_bound") else ""
-                    parts.append(
-                        f"{r['users']} users {_fmt_rate(r['rps'])} = {pct:.0f} % of "
-                        f"{_fmt_rate(r['ideal_rps'])}{mark}"
-                    )
-                out.append(f"{label} vs Little's law ({cap_text}): " + "; ".join(parts) + ".")
-                top = bound_rows[-1]
-                if cap and top["users"] > cap and top.get("avg_ms"):
-                    service_s = top["ideal_rps"] and min(top["users"], cap) / top["ideal_rps"]
-                    predicted = littles_law_latency(top["users"], service_s, cap) * 1000
-                    text = (
-                        f"{label}: at {top['users']} users only {cap} requests run at once, so the "
-                        f"rest queue: Little's law predicts a mean latency of "
-                        f"{_fmt_ms(predicted)} (users / bound); measured {_fmt_ms(top['avg_ms'])} "
-                        f"(p95 {_fmt_ms(top.get('p95_ms'))})"
-                    )
-                    warmup = results.get("meta", {}).get("options", {}).get("warmup_s")
-                    if warmup is not None and predicted / 1000 > warmup:
-                        text += (
-                            f"; the queue takes longer than the {warmup:g} s warm-up to build, so "
-                            "this step is not at steady state and its latency is understated"
-                        )
-                    out.append(text + ".")
-
-        pairs = []
-        wsgi_rows = {r["users"]: r for r in _by(steps, scenario, "wsgi")}
-        for r in _by(steps, scenario, "asgi"):
-            w = wsgi_rows.get(r["users"])
-            if not w:
-                continue
-            rr = ratio(r["rps"], w["rps"])
-            pr = ratio(r.get("p95_ms"), w.get("p95_ms"))
-            if rr is None:
-                continue
-            text = f"{r['users']} users x{rr:.2f}"
-            if pr is not None:
-                text += f" (p95 {_fmt_ms(r.get('p95_ms'))} vs {_fmt_ms(w.get('p95_ms'))})"
-            pairs.append(text)
-        if pairs:
-            out.append(f"{scenario}: ASGI/WSGI throughput ratio " + "; ".join(pairs) + ".")
-
-    bound = [s for s in steps if s.get("loadgen_bound")]
-    if bound:
-        names = ", ".join(f"{s['scenario']}/{s['target']}@{s['users']}" for s in bound)
-        out.append(
-            f"{len(bound)} of {len(steps)} steps were limited by the load generator or the shared "
-            f"host ({names}): their throughput is a lower bound for the server, not its limit."
-        )
-    else:
-        out.append(
-            f"No step was marked load-generator bound (Locust below {LOADGEN_CPU_LIMIT:.0f} % "
-            f"of a core and host below {HOST_CPU_LIMIT:.0f} % CPU)."
-        )
-
-    checks = [b["crosscheck"] for b in results.get("blocks", []) if b.get("crosscheck")]
-    done = [c for c in checks if c.get("ok") is not None]
-    if done:
-        bad = [c for c in done if not c["ok"]]
-        exact = sum(1 for c in done if c["server"] == c["client_started"])
-        worst = max(done, key=lambda c: c.get("excess", 0))
-        out.append(
-            f"Client vs server counts (Prometheus): {len(done) - len(bad)} of {len(done)} runs "
-            f"within tolerance; in {exact} the servers counted exactly the requests the client "
-            f"started; largest count outside [completed, started]: {worst.get('excess', 0):g}."
-        )
-    elif checks:
-        out.append("Client vs server counts: not available (see the cross-check table).")
-    return out

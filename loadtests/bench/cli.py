@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtests.bench.options import PROFILES, BenchOptions, UsageError, parse
-from loadtests.bench.results import Block, Run
+from loadtests.bench.results import Block, Meta, NotApplicable, Run
 
 
 def _err(message: str) -> None:
@@ -76,6 +76,10 @@ def crosscheck_blocks(prom, blocks: list[Block], t_start: float) -> None:
 
     end = time.time()
     cache: dict[tuple[str, bool], list | Exception] = {}
+    try:
+        scrapes = prom.scrape_times(t_start - 30, end)
+    except PrometheusError:
+        scrapes = {}
     for block in blocks:
         ws = block.scenario.startswith("ws_")
         if (block.service, ws) not in cache:
@@ -88,10 +92,12 @@ def crosscheck_blocks(prom, blocks: list[Block], t_start: float) -> None:
                 cache[block.service, ws] = prom.raw_samples(selector, t_start - 30, end)
             except PrometheusError as exc:
                 cache[block.service, ws] = exc
-        _crosscheck_block(block, blocks, cache[block.service, ws])
+        _crosscheck_block(block, blocks, cache[block.service, ws], scrapes)
 
 
-def _crosscheck_block(block: Block, blocks: list[Block], data: list | Exception) -> None:
+def _crosscheck_block(
+    block: Block, blocks: list[Block], data: list | Exception, scrapes: dict
+) -> None:
     from loadtests.bench import analysis
 
     client = block.client
@@ -101,9 +107,15 @@ def _crosscheck_block(block: Block, blocks: list[Block], data: list | Exception)
         )
         block.crosscheck_reason = f"Prometheus query failed: {data}"
         return
-    series = [d for d in data if d["labels"].get("route", "").endswith(block.route)]
-    block.server_route = ",".join(sorted({d["labels"].get("route", "") for d in series}))
-    summed = analysis.sum_series(d["samples"] for d in series)
+    matching = [d for d in data if d["labels"].get("route", "").endswith(block.route)]
+    block.server_route = ",".join(sorted({d["labels"].get("route", "") for d in matching}))
+    series = [
+        analysis.CounterSeries(
+            tuple(d["samples"]),
+            tuple(scrapes.get((d["labels"].get("job"), d["labels"].get("instance")), ())),
+        )
+        for d in matching
+    ]
     # The route's counter must be read before the same route is loaded again.
     later = [
         other.t0
@@ -112,16 +124,16 @@ def _crosscheck_block(block: Block, blocks: list[Block], data: list | Exception)
         and (other.service, other.route) == (block.service, block.route)
         and other.t0 >= block.t1
     ]
-    delta = analysis.counter_delta(summed, block.t0, block.t1, min(later) if later else None)
+    delta = analysis.counter_delta(series, block.t0, block.t1, min(later) if later else None)
     block.crosscheck = analysis.crosscheck(
-        client.started, client.completed, delta["value"], client.gateway_error
+        client.started, client.completed, delta.value, client.gateway_error
     )
-    if delta["value"] is None:
-        block.crosscheck_reason = delta["reason"]
+    if delta.value is None:
+        block.crosscheck_reason = delta.reason
     else:
-        block.crosscheck_window = {"before_t": delta["before_t"], "after_t": delta["after_t"]}
+        block.crosscheck_window = {"before_t": delta.before_t, "after_t": delta.after_t}
     for step in block.steps:
-        rate = analysis.window_rate(summed, step.t_measure_start, step.t_measure_end)
+        rate = analysis.window_rate(series, step.t_measure_start, step.t_measure_end)
         step.crosschecked = True
         step.server_rps = rate
         step.server_rps_diff_pct = (
@@ -163,19 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     if prom is not None and drv.blocks:
         _wait_for_last_scrape(drv.blocks, scrape_s, interrupted=code == 130)
         crosscheck_blocks(prom, drv.blocks, t_start)
-    run = Run(
-        complete=code == 0,
-        meta=meta | {"elapsed_s": time.time() - t_start},
-        blocks=drv.blocks,
-        not_applicable=[
-            {
-                "scenario": s,
-                "target": t,
-                "reason": "WebSocket routes exist on the ASGI service only",
-            }
-            for s, t in opts.not_applicable()
-        ],
-    )
+    meta.elapsed_s = time.time() - t_start
+    not_applicable = [
+        NotApplicable(s, t, "WebSocket routes exist on the ASGI service only")
+        for s, t in opts.not_applicable()
+    ]
+    run = Run(complete=code == 0, meta=meta, blocks=drv.blocks, not_applicable=not_applicable)
     return _write(run, run_dir, Path(opts.out), code)
 
 
@@ -195,36 +200,36 @@ def _connect_prometheus(opts: BenchOptions):  # -> (Prometheus | None, scrape in
     return prom, prom.scrape_interval_s()
 
 
-def _meta(opts: BenchOptions, health: dict, run_dir: Path, scrape_s: float | None) -> dict:
+def _meta(opts: BenchOptions, health: dict, run_dir: Path, scrape_s: float | None) -> Meta:
     from loadtests.bench import analysis, driver
 
     capacity = {t: analysis.capacity_of(health[t], t) if health.get(t) else None for t in health}
-    settings = opts.scenario_settings(opts.targets[0]).as_dict()
-    settings.pop("target")
-    return {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "options": {
+    return Meta(
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        options={
             "url": opts.url,
             "direct": opts.direct,
             "prometheus_url": opts.prometheus_url,
             "profile": opts.profile,
             "profile_description": PROFILES[opts.profile].description,
+            "model": opts.model,
             "scenarios": list(opts.scenarios),
             "targets": list(opts.targets),
             "users": {k: list(v) for k, v in opts.users.items()},
+            "rates": {k: list(v) for k, v in opts.rates.items()},
             "warmup_s": opts.warmup_s,
             "measure_s": opts.measure_s,
         },
-        "scenario_settings": settings,
-        "services": health,
-        "capacity": capacity,
-        "cpu_count": os.cpu_count(),
-        "load_generator": "one local Locust process (gevent), this host",
-        "versions": driver.versions(),
-        "scrape_interval_s": scrape_s,
-        "planned_s": opts.estimated_seconds(),
-        "run_dir": str(run_dir),
-    }
+        scenario_settings=opts.scenario_settings(opts.targets[0]),
+        services=health,
+        capacity=capacity,
+        cpu_count=os.cpu_count(),
+        load_generator="one local Locust process (gevent), this host",
+        versions=driver.versions(),
+        scrape_interval_s=scrape_s,
+        planned_s=opts.estimated_seconds(),
+        run_dir=str(run_dir),
+    )
 
 
 def _drive(drv) -> int:
@@ -249,20 +254,19 @@ def _wait_for_last_scrape(blocks: list[Block], scrape_s: float | None, interrupt
 
 
 def _write(run: Run, run_dir: Path, out: Path, code: int) -> int:
-    from loadtests.bench import analysis, driver, report
+    from loadtests.bench import driver, findings, prose, report
 
-    results = run.to_dict()
-    results["findings"] = run.findings = analysis.findings(results)
-    driver.dump_json(run_dir / "results.json", results)
+    run.findings = prose.describe_all(findings.findings(run))
+    driver.dump_json(run_dir / "results.json", run.to_dict())
     try:
-        paths = report.write_reports(run_dir, results)
+        paths = report.write_reports(run_dir, run)
     except Exception as exc:  # results.json is written; keep it even if plotting fails
         _err(f"report rendering failed: {exc!r} (results.json is complete)")
         return 1
     if run.complete:
         _point_latest(out, run_dir)
     _say("")
-    _say(report.terminal_summary(results))
+    _say(report.terminal_summary(run))
     _say("")
     _say(f"bench: report {paths['html']} (and report.md, results.json, csv/)")
     return code

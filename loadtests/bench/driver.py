@@ -24,9 +24,9 @@ from locust.stats import StatsCSV
 from loadtests import scenarios
 from loadtests.bench import analysis, numbers
 from loadtests.bench.options import BenchOptions
-from loadtests.bench.results import Block, ClientCounts, Step
+from loadtests.bench.results import CLOSED, OPEN, Block, ClientCounts, Step, TimelineBin
 from loadtests.exporter import DEFAULT_BIND, Exporter
-from loadtests.settings import SCENARIO_CLASSES, ScenarioSettings
+from loadtests.settings import OPEN_SCENARIO_CLASSES, SCENARIO_CLASSES, ScenarioSettings
 
 #: The Locust statistics entry each scenario's figures come from: (method, name).
 PRIMARY = {
@@ -135,6 +135,8 @@ class _StepContext:
     warnings: list[float]
     settings: ScenarioSettings
     capacity: int | None
+    #: Open model: the schedule the user follows (None: closed model).
+    schedule: scenarios.OpenSchedule | None = None
 
 
 class Driver:
@@ -160,11 +162,10 @@ class Driver:
     def start_exporter(self) -> None:
         if os.environ.get("LOCUST_METRICS_DISABLE"):
             return
-        bind = os.environ.get("LOCUST_METRICS_BIND", DEFAULT_BIND)
         self.exporter = Exporter(
             self.current,
-            bind=bind,
-            targets_dir=os.environ.get("PROMETHEUS_TARGETS_DIR"),
+            bind=self.opts.metrics_bind or DEFAULT_BIND,
+            targets_dir=self.opts.targets_dir,
             labels={"role": "bench"},
         )
         if not self.exporter.start():
@@ -184,38 +185,42 @@ class Driver:
         self.progress(text)
 
     # -------------------------------------------------------------- one block
-    def run_block(self, scenario: str, target: str, levels: tuple[int, ...]) -> Block:
+    def run_block(self, scenario: str, target: str, levels: tuple[float, ...]) -> Block:
         """Run `levels` back to back on one Locust runner; the block is kept once complete."""
         settings = self.opts.scenario_settings(target)
-        user_class = getattr(scenarios, SCENARIO_CLASSES[scenario])
+        classes = OPEN_SCENARIO_CLASSES if self.opts.model == OPEN else SCENARIO_CLASSES
+        user_class = getattr(scenarios, classes[scenario])
         env = Environment(user_classes=[user_class], host=self.opts.host(target), stop_timeout=None)
         env.gateway_settings = settings
+        if self.opts.model == OPEN:
+            env.gateway_schedule = scenarios.OpenSchedule(levels[0])
         runner = env.create_local_runner()
         warnings: list[float] = []
         env.events.cpu_warning.add_listener(lambda **_kw: warnings.append(time.time()))
         self.current.runner = runner
         self.current.gateway_settings = settings
         counts_before = dict(scenarios.COUNTS)
-        sampler = CpuSampler()
         block = Block(scenario, target, SERVICE[target], ROUTE[scenario], t0=time.time())
-        step = _StepContext(
+        capacity = analysis.capacity_of(self.health.get(target, {}), target)
+        ctx = _StepContext(
             env,
             runner,
-            sampler,
+            CpuSampler(),
             warnings,
             settings,
-            analysis.capacity_of(self.health.get(target, {}), target),
+            capacity,
+            getattr(env, "gateway_schedule", None),
         )
         try:
-            previous = 0
-            for users in levels:
-                block.steps.append(self._run_step(block, step, users, previous))
-                previous = users
+            previous = 0.0
+            for level in levels:
+                block.steps.append(self._run_step(block, ctx, level, previous))
+                previous = level
         finally:
             runner.stop()
             block.t1 = time.time()
             runner.quit()
-            sampler.stop()
+            ctx.sampler.stop()
             self.current.runner = None
         block.client = ClientCounts(
             **{
@@ -227,17 +232,29 @@ class Driver:
         self.blocks.append(block)
         return block
 
-    def _run_step(self, block: Block, ctx: _StepContext, users: int, previous: int) -> Step:
-        """Ramp to `users`, warm up, reset the statistics, measure, and read the figures."""
+    def _start_level(self, ctx: _StepContext, level: float, previous: float) -> int:
+        """Set the load of a step: users (closed) or the schedule's rate (open); -> users wanted."""
+        if ctx.schedule is None:
+            users = int(level)
+            ctx.runner.start(users, spawn_rate=min(100.0, max(10.0, float(users - previous))))
+            return users
+        ctx.schedule.rps = level
+        if ctx.runner.user_count == 0:
+            ctx.runner.start(1, spawn_rate=1)
+        return 1
+
+    def _run_step(self, block: Block, ctx: _StepContext, level: float, previous: float) -> Step:
+        """Ramp to `level`, warm up, reset the statistics, measure, and read the figures."""
         opts = self.opts
         self.steps_done += 1
         left = self._left_s()
+        what = f"{level:g} req/s offered" if ctx.schedule else f"{int(level)} users"
         self._say(
             f"[{self.steps_done}/{self.steps_total}] {block.scenario} on {block.target}: "
-            f"{users} users - warm-up {opts.warmup_s:g} s, measure {opts.measure_s:g} s "
+            f"{what} - warm-up {opts.warmup_s:g} s, measure {opts.measure_s:g} s "
             f"(~{int(left // 60)}m{int(left % 60):02d}s left)"
         )
-        ctx.runner.start(users, spawn_rate=min(100.0, max(10.0, float(users - previous))))
+        users = self._start_level(ctx, level, previous)
         gevent.sleep(opts.warmup_s)
         # Let the spawn finish even if the warm-up was too short for it.
         deadline = time.time() + 10
@@ -249,17 +266,12 @@ class Driver:
         warn_before = len(ctx.warnings)
         gevent.sleep(opts.measure_s)
         tm1 = time.time()
-        step = self._figures(block, ctx, users, tm0, tm1, len(ctx.warnings) > warn_before)
-        note = " [load-generator bound]" if step.loadgen_bound else ""
-        self._say(
-            f"      {numbers.number(step.rps)}/s  p50 {numbers.number(step.p50_ms)} ms  "
-            f"p95 {numbers.number(step.p95_ms)} ms  p99 {numbers.number(step.p99_ms)} ms  "
-            f"fail {step.failures}  locust cpu {numbers.number(step.loadgen['cpu_mean'])} %{note}"
-        )
+        step = self._figures(block, ctx, level, tm0, tm1, len(ctx.warnings) > warn_before)
+        self._say(_progress_line(step))
         return step
 
     def _figures(
-        self, block: Block, ctx: _StepContext, users: int, tm0: float, tm1: float, warned: bool
+        self, block: Block, ctx: _StepContext, level: float, tm0: float, tm1: float, warned: bool
     ) -> Step:
         """The measured window as a Step: Locust's entries, the bound and the verdicts."""
         scenario, elapsed, settings = block.scenario, tm1 - tm0, ctx.settings
@@ -267,7 +279,9 @@ class Driver:
             f"{e.method} {e.name}": _entry_figures(e, elapsed)
             for e in ctx.env.stats.entries.values()
         }
-        csvs = _write_csvs(ctx.env, self.run_dir / "csv", f"{scenario}_{block.target}_{users:04d}u")
+        users = None if ctx.schedule else int(level)
+        stem = f"{level:g}rps" if ctx.schedule else f"{int(level):04d}u"
+        csvs = _write_csvs(ctx.env, self.run_dir / "csv", f"{scenario}_{block.target}_{stem}")
         method, name = PRIMARY[scenario]
         primary = entries.get(f"{method} {name}") or _entry_figures(
             ctx.env.stats.get(name, method), elapsed
@@ -275,12 +289,16 @@ class Driver:
         cpu = ctx.sampler.window(tm0, tm1)
         ideal = analysis.ideal_rps(
             scenario,
-            users,
+            users or 0,
             ctx.capacity,
             io_ms=settings.io_ms,
             stream_s=settings.stream_s,
             ws_rate=settings.ws_rate,
         )
+        if ctx.schedule is not None:
+            ideal = analysis.open_bound(
+                scenario, level, ctx.capacity, io_ms=settings.io_ms, stream_s=settings.stream_s
+            )
         flight = (
             analysis.in_flight(primary["rps"], primary["avg_ms"])
             if primary["avg_ms"] is not None and not scenario.startswith("ws_")
@@ -288,8 +306,9 @@ class Driver:
         )
         achieved = primary["rps"] or 0.0
         bound, reasons = analysis.loadgen_verdict(
-            cpu["cpu_mean"], warned, achieved, ideal, flight, users, cpu["host_cpu_mean"]
+            cpu["cpu_mean"], warned, achieved, ideal, flight, users or 0, cpu["host_cpu_mean"]
         )
+        schedule = _open_figures(ctx.schedule, tm0, tm1) if ctx.schedule else {}
         requests, fails = primary["requests"], primary["failures"]
         first = entries.get("SSE /stream [first event]") if scenario == "stream" else None
         return Step(
@@ -333,7 +352,9 @@ class Driver:
             ttfe_p50_ms=first["p50_ms"] if first else None,
             ttfe_p95_ms=first["p95_ms"] if first else None,
             ttfe_p99_ms=first["p99_ms"] if first else None,
-            offered_rps=users * settings.ws_rate if scenario == "ws_echo" else None,
+            offered_rps=_offered(scenario, level, ctx, settings),
+            model=OPEN if ctx.schedule else CLOSED,
+            **schedule,
         )
 
     def run(self) -> None:
@@ -344,9 +365,47 @@ class Driver:
                 for target in opts.targets:
                     if not any(s == scenario and t == target for s, t, _ in opts.steps()):
                         continue
-                    self.run_block(scenario, target, opts.users[scenario])
+                    self.run_block(scenario, target, opts.levels(scenario))
         finally:
             self.stop_exporter()
+
+
+def _offered(scenario: str, level: float, ctx: _StepContext, settings: ScenarioSettings):
+    if ctx.schedule is not None:
+        return level
+    return level * settings.ws_rate if scenario == "ws_echo" else None
+
+
+def _open_figures(schedule: scenarios.OpenSchedule, tm0: float, tm1: float) -> dict:
+    """An open-model window: sends scheduled in it, how many stayed unanswered, the timeline."""
+    sent = sum(1 for due in schedule.sent if tm0 <= due <= tm1)
+    answered = [(done, ms) for done, ms in schedule.answered if tm0 <= done <= tm1]
+    of_window = sum(1 for done, ms in answered if done - ms / 1000 >= tm0)
+    width = max(0.5, (tm1 - tm0) / 10)
+    bins: dict[int, list[float]] = {}
+    for done, ms in answered:
+        bins.setdefault(min(int((done - tm0) / width), 9), []).append(ms)
+    timeline = [
+        TimelineBin(
+            t_s=round((k + 1) * width, 3),
+            answered=len(bins.get(k, [])),
+            p50_ms=analysis.median(bins[k]) if bins.get(k) else None,
+            max_ms=max(bins[k]) if bins.get(k) else None,
+        )
+        for k in range(10)
+    ]
+    return {"sent": sent, "unanswered": max(0, sent - of_window), "timeline": timeline}
+
+
+def _progress_line(step: Step) -> str:
+    n, note = numbers.number, " [load-generator bound]" if step.loadgen_bound else ""
+    offered = f"{n(step.offered_rps)}/s offered, " if step.is_open else ""
+    backlog = f"  unanswered {step.unanswered} of {step.sent}" if step.is_open else ""
+    return (
+        f"      {offered}{n(step.rps)}/s  p50 {numbers.ms(step.p50_ms)}  "
+        f"p95 {numbers.ms(step.p95_ms)}  p99 {numbers.ms(step.p99_ms)}  fail {step.failures}"
+        f"{backlog}  locust cpu {numbers.pct(step.loadgen['cpu_mean'])}{note}"
+    )
 
 
 def versions() -> dict:

@@ -67,3 +67,13 @@ class Prometheus:
             }
             for item in data["result"]
         ]
+
+    def scrape_times(self, start: float, end: float) -> dict[tuple[str, str], list[float]]:
+        """(job, instance) -> the times each target was scraped in [start, end] (``up``'s
+        samples: every scrape writes one, whatever series the target exposed then)."""
+        return {
+            (d["labels"].get("job", ""), d["labels"].get("instance", "")): [
+                t for t, _ in d["samples"]
+            ]
+            for d in self.raw_samples("up", start, end)
+        }

@@ -1,32 +1,29 @@
-"""Renders results.json into report.md, a self-contained report.html and a terminal summary.
+"""Renders a run into report.md, a self-contained report.html and a terminal summary.
 
 The report is a list of blocks (heading, paragraph, list, table, image) rendered twice, to
-Markdown (images as files under plots/) and to HTML (images base64-embedded).
+Markdown (images as files under plots/) and to HTML (images base64-embedded). It reads the typed
+run (`results.Run`); the findings' words come from `prose`, the plots from `plots`.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 from pathlib import Path
 
-from loadtests.bench import analysis, numbers
-from loadtests.settings import ScenarioSettings
-
-COLORS = {"wsgi": "#1f77b4", "asgi": "#ff7f0e"}
-LABELS = {"wsgi": "WSGI (Flask/Gunicorn)", "asgi": "ASGI (FastAPI/Uvicorn)"}
+from loadtests.bench import analysis, numbers, plots
+from loadtests.bench.results import OPEN, Run, Step
 
 WHAT = {
-    "hello": "GET /hello back-to-back: the fixed cost of a request through nginx and each stack.",
+    "hello": "GET /hello: the fixed cost of a request through nginx and each stack.",
     "io": (
-        "GET /io?ms={io_ms} back-to-back: each request waits {io_ms} ms without using CPU. A sync "
-        "worker is blocked for the whole wait; an event loop serves other requests meanwhile. "
-        "Dashed lines: the Little's-law bound min(users, capacity) / {io_s:g} s."
+        "GET /io?ms={io_ms}: each request waits {io_ms} ms without using CPU. A sync worker is "
+        "blocked for the whole wait; an event loop serves other requests meanwhile. Dashed "
+        "lines: the Little's-law bound min(users, capacity) / {io_s:g} s."
     ),
     "cpu": (
-        "GET /cpu?n={cpu_n} back-to-back: pure-Python work holding the GIL. Neither model "
-        "computes faster than its processes and the host's cores allow."
+        "GET /cpu?n={cpu_n}: pure-Python work holding the GIL. Neither model computes faster "
+        "than its processes and the host's cores allow."
     ),
     "stream": (
         "Server-sent events, {events} events {interval} ms apart per stream, read to the end and "
@@ -42,102 +39,119 @@ WHAT = {
         "latency is from the sender's stamp to each receiver (fan-out)."
     ),
 }
-
+#: The open model's paragraph, after the scenario's own.
+OPEN_WHAT = (
+    "Open model: requests leave on a fixed schedule at the offered rate whether or not earlier "
+    "ones were answered, and each is timed from its scheduled send. Left: the latency of the "
+    "answers through the measurement window at the highest offered rate - flat when the server "
+    "keeps up, rising when requests arrive faster than it answers them and the backlog grows. "
+    "Right: answered against offered requests/s (dotted: answered = offered; dashed: what the "
+    "server's capacity allows)."
+)
 
 _n = numbers.number
 _pct = numbers.pct
 
 
+def load_text(step: Step) -> str:
+    """A step's load: '40' users, or '30/s' offered."""
+    return f"{_n(step.offered_rps)}/s" if step.is_open else str(step.users)
+
+
 # ------------------------------------------------------------------ tables
 
+SUMMARY_HEADERS = [
+    "scenario",
+    "target",
+    "load",
+    "throughput/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "fail %",
+    "bound/s",
+    "% of bound",
+    "server/s",
+    "Locust CPU",
+    "host CPU",
+    "note",
+]
 
-def summary_rows(results: dict) -> tuple[list[str], list[list[str]]]:
-    headers = [
-        "scenario",
-        "target",
-        "users",
-        "throughput/s",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "fail %",
-        "bound/s",
-        "% of bound",
-        "server/s",
-        "Locust CPU",
-        "host CPU",
-        "note",
+
+def _note(step: Step) -> str:
+    notes = []
+    if step.is_open:
+        notes.append(f"open: {step.unanswered} of {step.sent} sent unanswered at the end")
+    if step.loadgen_bound:
+        reasons = "; ".join(analysis.short_reason(r) for r in step.loadgen_reasons)
+        notes.append("LOAD-GENERATOR BOUND: " + reasons)
+    return "; ".join(notes)
+
+
+def _summary_row(s: Step) -> list[str]:
+    return [
+        s.scenario,
+        s.target,
+        load_text(s),
+        _n(s.rps),
+        _n(s.p50_ms, 0),
+        _n(s.p95_ms, 0),
+        _n(s.p99_ms, 0),
+        _n(s.fail_pct, 2),
+        _n(s.ideal_rps),
+        _pct(s.pct_of_ideal),
+        _n(s.server_rps),
+        _pct(s.loadgen.get("cpu_mean")),
+        _pct(s.loadgen.get("host_cpu_mean")),
+        _note(s),
     ]
-    rows = []
-    for s in results.get("steps", []):
-        lg = s.get("loadgen", {})
-        note = ""
-        if s.get("loadgen_bound"):
-            note = "LOAD-GENERATOR BOUND: " + "; ".join(
-                analysis.short_reason(r) for r in s.get("loadgen_reasons", [])
-            )
-        rows.append(
-            [
-                s["scenario"],
-                s["target"],
-                str(s["users"]),
-                _n(s.get("rps")),
-                _n(s.get("p50_ms"), 0),
-                _n(s.get("p95_ms"), 0),
-                _n(s.get("p99_ms"), 0),
-                _n(s.get("fail_pct"), 2),
-                _n(s.get("ideal_rps")),
-                _pct(s.get("pct_of_ideal")),
-                _n(s.get("server_rps")),
-                _pct(lg.get("cpu_mean")),
-                _pct(lg.get("host_cpu_mean")),
-                note,
-            ]
-        )
-    for na in results.get("not_applicable", []):
-        rows.append(
-            [na["scenario"], na["target"], "-", *["-"] * 10, "not applicable: " + na["reason"]]
-        )
-    return headers, rows
 
 
-def crosscheck_rows(results: dict) -> tuple[list[str], list[list[str]]]:
-    headers = [
-        "scenario",
-        "service",
-        "route",
-        "client started",
-        "client completed",
-        "server counted",
-        "difference",
-        "tolerance",
-        "verdict",
+def summary_rows(run: Run) -> tuple[list[str], list[list[str]]]:
+    rows = [_summary_row(s) for s in run.steps]
+    for na in run.not_applicable:
+        rows.append([na.scenario, na.target, "-", *["-"] * 10, "not applicable: " + na.reason])
+    return SUMMARY_HEADERS, rows
+
+
+CROSSCHECK_HEADERS = [
+    "scenario",
+    "service",
+    "route",
+    "client started",
+    "client completed",
+    "server counted",
+    "difference",
+    "tolerance",
+    "verdict",
+]
+
+
+def _crosscheck_row(block) -> list[str]:
+    c = block.crosscheck or analysis.crosscheck(
+        block.client.started, block.client.completed, None, block.client.gateway_error
+    )
+    verdict = {True: "ok", False: "MISMATCH", None: "n/a"}[c.ok]
+    if c.ok is None and block.crosscheck_reason:
+        verdict = "n/a: " + block.crosscheck_reason
+    diff = numbers.NA if c.diff is None else f"{c.diff:+d}"
+    if c.diff_pct is not None:
+        diff += f" ({c.diff_pct:+.2f} %)"
+    return [
+        block.scenario,
+        block.service,
+        block.server_route or block.route,
+        str(c.client_started),
+        str(c.client_completed),
+        numbers.NA if c.server is None else str(c.server),
+        diff,
+        f"±{c.tolerance:.0f}",
+        verdict,
     ]
-    rows = []
-    for b in results.get("blocks", []):
-        c = b.get("crosscheck") or {}
-        verdict = {True: "ok", False: "MISMATCH", None: "n/a"}[c.get("ok")]
-        if c.get("ok") is None and b.get("crosscheck_reason"):
-            verdict = "n/a: " + b["crosscheck_reason"]
-        diff = "n/a"
-        if c.get("diff") is not None:
-            diff = f"{c['diff']:+d}"
-            if c.get("diff_pct") is not None:
-                diff += f" ({c['diff_pct']:+.2f} %)"
-        rows.append(
-            [
-                b["scenario"],
-                b["service"],
-                b.get("server_route") or b["route"],
-                str(c.get("client_started", b.get("client", {}).get("started", ""))),
-                str(c.get("client_completed", b.get("client", {}).get("completed", ""))),
-                "n/a" if c.get("server") is None else str(c["server"]),
-                diff,
-                f"±{c['tolerance']:.0f}" if c.get("tolerance") is not None else "n/a",
-                verdict,
-            ]
-        )
-    return headers, rows
+
+
+def crosscheck_rows(run: Run) -> tuple[list[str], list[list[str]]]:
+    return CROSSCHECK_HEADERS, [_crosscheck_row(b) for b in run.blocks]
 
 
 def text_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -150,244 +164,32 @@ def text_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def terminal_summary(results: dict) -> str:
-    headers, rows = summary_rows(results)
+def terminal_summary(run: Run) -> str:
+    headers, rows = summary_rows(run)
     keep = [0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 13]
     table = text_table([headers[i] for i in keep], [[r[i] for i in keep] for r in rows])
     parts = [table]
-    ch, cr = crosscheck_rows(results)
+    ch, cr = crosscheck_rows(run)
     if cr:
         parts.append("Client vs server (Prometheus) counts:\n" + text_table(ch, cr))
-    parts.append("Findings:\n" + "\n".join(f"- {f}" for f in results.get("findings", [])))
+    parts.append("Findings:\n" + "\n".join(f"- {f}" for f in run.findings))
     return "\n\n".join(parts)
-
-
-# ------------------------------------------------------------------ plots
-
-
-def _series(steps, scenario, target, key):
-    rows = sorted(
-        (s for s in steps if s["scenario"] == scenario and s["target"] == target),
-        key=lambda s: s["users"],
-    )
-    return [s["users"] for s in rows], [s.get(key) for s in rows], rows
-
-
-def make_plots(results: dict) -> dict[str, bytes]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [s for s in results.get("steps", []) if s.get("rps") is not None]
-    scenarios = list(dict.fromkeys(s["scenario"] for s in steps))
-    out = {}
-    for scenario in scenarios:
-        extra = scenario == "stream"
-        fig, axes = plt.subplots(1, 3 if extra else 2, figsize=(15 if extra else 11, 4.2))
-        ax_t, ax_l = axes[0], axes[1]
-        unit = {"stream": "streams/s", "ws_echo": "messages/s", "ws_chat": "messages/s"}.get(
-            scenario, "requests/s"
-        )
-        marked = False
-        for target in ("wsgi", "asgi"):
-            xs, ys, rows = _series(steps, scenario, target, "rps")
-            if not xs:
-                continue
-            color = COLORS[target]
-            ax_t.plot(xs, ys, "o-", color=color, label=LABELS[target])
-            ideal = [r.get("ideal_rps") for r in rows]
-            if any(v is not None for v in ideal):
-                label = (
-                    "offered rate"
-                    if scenario == "ws_echo"
-                    else f"Little's law bound ({target.upper()})"
-                )
-                ax_t.plot(xs, ideal, "--", color=color, alpha=0.6, label=label)
-            bad = [(r["users"], r["rps"]) for r in rows if r.get("loadgen_bound")]
-            if bad:
-                ax_t.scatter(
-                    [b[0] for b in bad],
-                    [b[1] for b in bad],
-                    marker="x",
-                    s=90,
-                    color="red",
-                    zorder=5,
-                    label=None if marked else "load-generator bound",
-                )
-                marked = True
-            for key, style in (("p50_ms", "-"), ("p95_ms", "--"), ("p99_ms", ":")):
-                _, vals, _ = _series(steps, scenario, target, key)
-                ax_l.plot(
-                    xs,
-                    vals,
-                    style,
-                    marker="o",
-                    color=color,
-                    label=f"{target.upper()} {key[:3]}",
-                )
-            if extra:
-                for key, style in (("ttfe_p50_ms", "-"), ("ttfe_p95_ms", "--")):
-                    _, vals, _ = _series(steps, scenario, target, key)
-                    axes[2].plot(
-                        xs,
-                        vals,
-                        style,
-                        marker="o",
-                        color=color,
-                        label=f"{target.upper()} {key[5:8]}",
-                    )
-        ax_t.set_title(f"{scenario}: throughput vs users")
-        ax_t.set_xlabel("users")
-        ax_t.set_ylabel(unit)
-        ax_t.grid(alpha=0.3)
-        ax_t.legend(fontsize=8)
-        ax_l.set_title(
-            f"{scenario}: {'round-trip' if scenario == 'ws_echo' else 'latency'} percentiles"
-        )
-        ax_l.set_xlabel("users")
-        ax_l.set_ylabel("ms (log)")
-        ax_l.set_yscale("log")
-        ax_l.grid(alpha=0.3, which="both")
-        ax_l.legend(fontsize=8)
-        if extra:
-            axes[2].set_title("stream: time to first event")
-            axes[2].set_xlabel("users")
-            axes[2].set_ylabel("ms (log)")
-            axes[2].set_yscale("log")
-            axes[2].grid(alpha=0.3, which="both")
-            axes[2].legend(fontsize=8)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
-        plt.close(fig)
-        out[scenario] = buf.getvalue()
-    return out
 
 
 # ------------------------------------------------------------------ documents
 
 
-def _scenario_settings(results: dict) -> ScenarioSettings:
-    """The run's scenario settings; a key missing from an older results.json takes the default."""
-    return ScenarioSettings.from_mapping(results.get("meta", {}).get("scenario_settings", {}))
-
-
-def _blocks(results: dict) -> list[tuple]:
-    meta = results.get("meta", {})
-    opts = meta.get("options", {})
-    settings = _scenario_settings(results)
+def _blocks(run: Run) -> list[tuple]:
     blocks: list[tuple] = []
-    title = "gateway-lab bench: WSGI vs ASGI under concurrency"
-    if not results.get("complete", True):
-        title += " (INCOMPLETE run)"
-    blocks.append(("h1", title))
-    health = meta.get("services", {})
-    svc = []
-    for target in ("wsgi", "asgi"):
-        h = health.get(target) or {}
-        if h:
-            svc.append(
-                f"{target.upper()}: {h.get('service')} on {h.get('server')}, "
-                f"{h.get('workers')} workers, class {h.get('worker_class', 'n/a')}, "
-                f"threads {h.get('threads', 'n/a')}, capacity "
-                f"{meta.get('capacity', {}).get(target) or 'unbounded (event loop)'}"
-            )
-    versions = meta.get("versions", {})
-    blocks.append(
-        (
-            "ul",
-            [
-                f"Started {meta.get('started_at')}, took {_n(meta.get('elapsed_s'), 0)} s; "
-                f"profile {opts.get('profile')}; {len(results.get('steps', []))} steps of "
-                f"{_n(opts.get('warmup_s'))} s warm-up (excluded) + {_n(opts.get('measure_s'))} s "
-                "measured.",
-                f"Stack {opts.get('url')}"
-                + (f" (nginx bypassed: {opts['direct']})" if opts.get("direct") else "")
-                + "; Prometheus "
-                + (
-                    f"{opts['prometheus_url']} (scrape interval "
-                    f"{_n(meta.get('scrape_interval_s'))} s)."
-                    if opts.get("prometheus_url")
-                    else "not used (no cross-check)."
-                ),
-                *svc,
-                f"Host: {meta.get('cpu_count')} CPUs, shared by nginx, both services, Prometheus "
-                f"and the load generator ({meta.get('load_generator')}).",
-                "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v),
-            ],
-        )
-    )
-    blocks.append(("h2", "Findings"))
-    blocks.append(("ul", results.get("findings", [])))
-    blocks.append(("h2", "Results"))
-    blocks.append(
-        (
-            "p",
-            "Throughput and percentiles are client-side (Locust) over each step's measurement "
-            "window; warm-up excluded. 'bound/s' is the Little's-law bound (io, stream) or the "
-            "offered rate (ws_echo); 'server/s' is the services' own http_requests_total rate "
-            "from Prometheus over the same window (n/a when fewer than two scrapes fell inside "
-            "it). Rows marked LOAD-GENERATOR BOUND measured Locust or the shared host, not the "
-            "server's limit.",
-        )
-    )
-    headers, rows = summary_rows(results)
-    blocks.append(("table", headers, rows))
-    for scenario in dict.fromkeys(s["scenario"] for s in results.get("steps", [])):
-        blocks.append(("h3", scenario))
-        fmt = {
-            "io_ms": settings.io_ms,
-            "io_s": settings.io_ms / 1000,
-            "cpu_n": settings.cpu_n,
-            "events": settings.stream_events,
-            "interval": settings.stream_interval_ms,
-            "stream_s": settings.stream_s,
-            "ws_rate": settings.ws_rate,
-            "room": settings.chat_room_size,
-            "chat_rate": settings.chat_rate,
-        }
-        blocks.append(("p", WHAT.get(scenario, "").format(**fmt)))
-        blocks.append(("img", scenario, f"{scenario}: throughput and latency vs users"))
-    blocks.append(("h2", "Little's law, worked through"))
-    blocks.extend(_littles_law_text(results))
-    blocks.append(("h2", "Client vs server counts"))
-    blocks.append(
-        (
-            "p",
-            "Each scenario x target run is cut out of the servers' own counters "
-            '(http_requests_total, or websocket_messages_total{direction="in"} for WebSockets, '
-            "summed over the route's series) between the last scrape before it started and the "
-            "first scrape after it ended, while that route was idle. The server count must lie "
-            "between the requests the client completed (minus 502/503/504 answers, which nginx "
-            "may give alone) and those it started (requests cut off at the end may or may not be "
-            f"counted), widened by max({analysis.CROSSCHECK_ABS_TOL}, "
-            f"{analysis.CROSSCHECK_REL_TOL:.0%} of the count). Warm-up traffic is included on "
-            "both sides.",
-        )
-    )
-    ch, cr = crosscheck_rows(results)
-    blocks.append(("table", ch, cr))
-    blocks.append(("h2", "Limits of this run"))
-    blocks.append(
-        (
-            "ul",
-            [
-                "Locust runs as one process on the same host as nginx and both services: they "
-                "compete for the same CPUs, so CPU-heavy steps measure the machine. Steps where "
-                "Locust used >= 90 % of a core, or the host >= 95 %, are marked.",
-                "Each step is short (see above); percentiles from fewer than a few hundred "
-                "samples, and p99 especially, move between runs. Locust rounds response times "
-                "above 100 ms to two significant digits.",
-                "Closed-loop users (no think time) measure capacity, not behaviour under an open "
-                "arrival rate: a slow server slows the clients down instead of building a queue "
-                "of new arrivals.",
-                "The server-side cross-check has the resolution of the Prometheus scrape "
-                "interval; per-step server rates need two scrapes inside the window.",
-            ],
-        )
-    )
-    files = sorted({p for s in results.get("steps", []) for p in s.get("csv", {}).values()})
+    blocks += _header(run)
+    blocks += [("h2", "Findings"), ("ul", run.findings)]
+    blocks += _results(run)
+    if run.meta.model == OPEN:
+        blocks += [("h2", "Open model against closed loop"), *_open_model_text(run)]
+    blocks += [("h2", "Little's law, worked through"), *_littles_law_text(run)]
+    blocks += _crosscheck_section(run)
+    blocks += [("h2", "Limits of this run"), ("ul", _limits(run))]
+    files = sorted({p for s in run.steps for p in s.csv.values()})
     blocks.append(("h2", "Files"))
     blocks.append(
         (
@@ -401,13 +203,119 @@ def _blocks(results: dict) -> list[tuple]:
     return blocks
 
 
-def _littles_law_text(results: dict) -> list[tuple]:
-    steps = [s for s in results.get("steps", []) if s["scenario"] == "io" and s.get("rps")]
-    capacity = results.get("meta", {}).get("capacity", {})
-    io_s = _scenario_settings(results).io_ms / 1000
+def _service_line(run: Run, target: str) -> str | None:
+    h = run.meta.services.get(target) or {}
+    if not h:
+        return None
+    return (
+        f"{target.upper()}: {h.get('service')} on {h.get('server')}, {h.get('workers')} workers, "
+        f"class {h.get('worker_class', 'n/a')}, threads {h.get('threads', 'n/a')}, capacity "
+        f"{run.meta.capacity.get(target) or 'unbounded (event loop)'}"
+    )
+
+
+def _header(run: Run) -> list[tuple]:
+    meta, opts = run.meta, run.meta.options
+    title = "gateway-lab bench: WSGI vs ASGI under concurrency"
+    if not run.complete:
+        title += " (INCOMPLETE run)"
+    model = (
+        "open model (requests on a schedule at an offered rate)"
+        if meta.model == OPEN
+        else "closed loop (each user waits for its answer)"
+    )
+    prometheus = (
+        f"{opts['prometheus_url']} (scrape interval {_n(meta.scrape_interval_s)} s)."
+        if opts.get("prometheus_url")
+        else "not used (no cross-check)."
+    )
+    direct = f" (nginx bypassed: {opts['direct']})" if opts.get("direct") else ""
+    items = [
+        f"Started {meta.started_at}, took {_n(meta.elapsed_s, 0)} s; profile "
+        f"{opts.get('profile')}; {model}; {len(run.steps)} steps of {_n(opts.get('warmup_s'))} s "
+        f"warm-up (excluded) + {_n(opts.get('measure_s'))} s measured.",
+        f"Stack {opts.get('url')}{direct}; Prometheus {prometheus}",
+        *filter(None, (_service_line(run, t) for t in ("wsgi", "asgi"))),
+        f"Host: {meta.cpu_count} CPUs, shared by nginx, both services, Prometheus and the load "
+        f"generator ({meta.load_generator}).",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in meta.versions.items() if v),
+    ]
+    return [("h1", title), ("ul", items)]
+
+
+def _what(run: Run, scenario: str) -> str:
+    s = run.meta.scenario_settings
+    text = WHAT.get(scenario, "").format(
+        io_ms=s.io_ms,
+        io_s=s.io_ms / 1000,
+        cpu_n=s.cpu_n,
+        events=s.stream_events,
+        interval=s.stream_interval_ms,
+        stream_s=s.stream_s,
+        ws_rate=s.ws_rate,
+        room=s.chat_room_size,
+        chat_rate=s.chat_rate,
+    )
+    return f"{text} {OPEN_WHAT}" if run.meta.model == OPEN else text
+
+
+def _results(run: Run) -> list[tuple]:
+    out: list[tuple] = [("h2", "Results")]
+    out.append(
+        (
+            "p",
+            "Throughput and percentiles are client-side (Locust) over each step's measurement "
+            "window; warm-up excluded. 'load' is the users of a closed-loop step or the offered "
+            "rate of an open-model one. 'bound/s' is the Little's-law bound (io, stream), the "
+            "offered rate (ws_echo, open model) or what capacity allows of it; 'server/s' is the "
+            "services' own request counter's rate from Prometheus over the same window (n/a when "
+            "fewer than two scrapes fell inside it). Rows marked LOAD-GENERATOR BOUND measured "
+            "Locust or the shared host, not the server's limit.",
+        )
+    )
+    headers, rows = summary_rows(run)
+    out.append(("table", headers, rows))
+    for scenario in dict.fromkeys(s.scenario for s in run.steps):
+        out.append(("h3", scenario))
+        out.append(("p", _what(run, scenario)))
+        out.append(("img", scenario, f"{scenario}: throughput and latency"))
+    return out
+
+
+def _open_model_text(run: Run) -> list[tuple]:
+    io_s = run.meta.scenario_settings.io_ms / 1000
+    cap = run.meta.capacity.get("wsgi")
+    cap_rps = f"{cap / io_s:g}/s" if cap and io_s > 0 else "its capacity"
+    return [
+        (
+            "p",
+            "A closed loop of N users never has more than N requests out: when the server slows "
+            "down, the users wait, send less, and the time a request would have waited before it "
+            "was even sent is never measured (coordinated omission). Real clients do not wait for "
+            "each other. Here every request leaves at its scheduled time, answered or not, and "
+            "its latency runs from that time. At an offered rate below capacity both models "
+            f"agree. Above it - WSGI answers at most {cap_rps} of {io_s * 1000:g} ms I/O - the "
+            "open model's backlog grows by (offered - capacity) requests every second, and each "
+            "new request waits behind all of them: latency rises through the window for as long "
+            "as the rate lasts, instead of settling at N / throughput as in the closed loop. An "
+            "event loop that waits without holding a worker keeps up at the same rate.",
+        ),
+        (
+            "p",
+            "'sent' counts the requests scheduled in the window, 'unanswered' those of them still "
+            "open at its end (their wait is not in the percentiles yet, which understates the "
+            "tail of a server that falls behind).",
+        ),
+    ]
+
+
+def _littles_law_text(run: Run) -> list[tuple]:
+    steps = [s for s in run.steps if s.scenario == "io" and s.rps and not s.is_open]
+    capacity = run.meta.capacity
+    io_s = run.meta.scenario_settings.io_ms / 1000
     if io_s <= 0:
         return []  # /io?ms=0 does not wait: no service time, no Little's-law bound
-    out = [
+    out: list[tuple] = [
         (
             "p",
             "L = lambda x W: requests in the system = throughput x time each spends there. Each "
@@ -422,33 +330,7 @@ def _littles_law_text(results: dict) -> list[tuple]:
         )
     ]
     if steps:
-        headers = [
-            "target",
-            "users",
-            "bound/s",
-            "measured/s",
-            "% of bound",
-            "mean W ms",
-            "L = lambda x W",
-            "W predicted at bound ms",
-        ]
-        rows = []
-        for s in sorted(steps, key=lambda s: (s["target"], s["users"])):
-            cap = capacity.get(s["target"])
-            w_pred = analysis.littles_law_latency(s["users"], io_s, cap) * 1000
-            rows.append(
-                [
-                    s["target"],
-                    str(s["users"]),
-                    _n(s.get("ideal_rps")),
-                    _n(s["rps"]),
-                    _pct(s.get("pct_of_ideal")),
-                    _n(s.get("avg_ms"), 0),
-                    _n(s.get("in_flight")),
-                    _n(w_pred, 0),
-                ]
-            )
-        out.append(("table", headers, rows))
+        out.append(("table", *_littles_law_table(run, steps, io_s)))
         out.append(
             (
                 "p",
@@ -458,6 +340,79 @@ def _littles_law_text(results: dict) -> list[tuple]:
             )
         )
     return out
+
+
+def _littles_law_table(run: Run, steps: list[Step], io_s: float) -> tuple[list, list]:
+    headers = [
+        "target",
+        "users",
+        "bound/s",
+        "measured/s",
+        "% of bound",
+        "mean W ms",
+        "L = lambda x W",
+        "W predicted at bound ms",
+    ]
+    rows = []
+    for s in sorted(steps, key=lambda s: (s.target, s.level)):
+        cap = run.meta.capacity.get(s.target)
+        w_pred = analysis.littles_law_latency(s.users or 0, io_s, cap) * 1000
+        rows.append(
+            [
+                s.target,
+                str(s.users),
+                _n(s.ideal_rps),
+                _n(s.rps),
+                _pct(s.pct_of_ideal),
+                _n(s.avg_ms, 0),
+                _n(s.in_flight),
+                _n(w_pred, 0),
+            ]
+        )
+    return headers, rows
+
+
+def _crosscheck_section(run: Run) -> list[tuple]:
+    text = (
+        "Each scenario x target run is cut out of the servers' own counters "
+        '(http_requests_total, or websocket_messages_total{direction="in"} for WebSockets: one '
+        "per message a client sent, the same thing the client counts as started and completed "
+        "per echo or chat message), summed over the route's series, between the last scrape "
+        "before it started and the first scrape after it ended, while that route was idle. A "
+        "series that a scrape did not carry did not exist then and counts as 0 (a fresh server "
+        "creates a route's series with its first request; an earlier process's stored samples "
+        "are not this run's); a counter that goes down in between means the server restarted, "
+        "and the check says so instead of guessing. The server count must lie between the "
+        "requests the client completed (minus 502/503/504 answers, which nginx may give alone) "
+        "and those it started (requests cut off at the end may or may not be counted), widened "
+        f"by max({analysis.CROSSCHECK_ABS_TOL}, {analysis.CROSSCHECK_REL_TOL:.0%} of the count). "
+        "Warm-up traffic is included on both sides."
+    )
+    headers, rows = crosscheck_rows(run)
+    return [("h2", "Client vs server counts"), ("p", text), ("table", headers, rows)]
+
+
+def _limits(run: Run) -> list[str]:
+    model = (
+        "The open model's schedule runs in the same gevent process as everything else in "
+        "Locust: when that process is busy, sends leave late (they are still timed from their "
+        "scheduled time, and sent at once rather than skipped)."
+        if run.meta.model == OPEN
+        else "Closed-loop users (no think time) measure capacity, not behaviour under an open "
+        "arrival rate: a slow server slows the clients down instead of building a queue of new "
+        "arrivals (the open model, --model open, shows that)."
+    )
+    return [
+        "Locust runs as one process on the same host as nginx and both services: they compete "
+        "for the same CPUs, so CPU-heavy steps measure the machine. Steps where Locust used "
+        ">= 90 % of a core, or the host >= 95 %, are marked.",
+        "Each step is short (see above); percentiles from fewer than a few hundred samples, and "
+        "p99 especially, move between runs. Locust rounds response times above 100 ms to two "
+        "significant digits.",
+        model,
+        "The server-side cross-check has the resolution of the Prometheus scrape interval; "
+        "per-step server rates need two scrapes inside the window.",
+    ]
 
 
 def _md_cell(text: str) -> str:
@@ -526,15 +481,15 @@ def render_html(blocks: list[tuple], images: dict[str, bytes]) -> str:
     )
 
 
-def write_reports(run_dir: Path, results: dict) -> dict[str, Path]:
-    images = make_plots(results)
+def write_reports(run_dir: Path, run: Run) -> dict[str, Path]:
+    images = plots.make_plots(run)
     plot_dir = run_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, data in images.items():
         (plot_dir / f"{name}.png").write_bytes(data)
         paths[name] = f"plots/{name}.png"
-    blocks = _blocks(results)
+    blocks = _blocks(run)
     md = run_dir / "report.md"
     md.write_text(render_markdown(blocks, paths))
     page = run_dir / "report.html"

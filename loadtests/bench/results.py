@@ -1,17 +1,37 @@
 """Typed bench results: a step (one user level), a block (one scenario on one target) and a run.
 
-The driver and the cross-check fill these; `Run.to_dict()` is results.json (schema 1, the
-keys the report and the tests read). Optional figures that do not apply to a step (time to the
-first event outside `stream`, the offered rate outside `ws_echo`) are left out of the JSON, as
-before, rather than written as null.
+The driver and the cross-check fill these; the report reads them; `Run.to_dict()` is
+results.json. Optional figures that do not apply to a step (time to the first event outside
+`stream`, the offered rate of a closed-loop step outside `ws_echo`, the open model's schedule
+figures) are left out of the JSON rather than written as null.
+
+Schema 2 (from 1): every step carries ``model`` ("closed" or "open"); open-model steps carry
+``offered_rps``, ``sent``, ``unanswered`` and ``timeline`` and have ``users`` null.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-SCHEMA = 1
+from loadtests.bench.analysis import CrossCheck
+from loadtests.settings import ScenarioSettings
+
+SCHEMA = 2
+
+CLOSED = "closed"
+OPEN = "open"
+MODELS = (CLOSED, OPEN)
+
+
+@dataclass(frozen=True)
+class TimelineBin:
+    """One slice of an open-model step's window, by answer time: latency from the scheduled send."""
+
+    t_s: float
+    answered: int
+    p50_ms: float | None
+    max_ms: float | None
 
 
 @dataclass
@@ -20,7 +40,8 @@ class Step:
 
     scenario: str
     target: str
-    users: int
+    #: Closed model: the users (each waits for its answer). Open model: None (a schedule).
+    users: int | None
     running_users: int
     t_start: float
     t_measure_start: float
@@ -52,12 +73,26 @@ class Step:
     ttfe_p95_ms: float | None = None
     ttfe_p99_ms: float | None = None
     offered_rps: float | None = None
+    model: str = CLOSED
+    #: Open model: requests whose scheduled send fell in the window, those of them not answered
+    #: by its end, and the window's latency over time.
+    sent: int | None = None
+    unanswered: int | None = None
+    timeline: list[TimelineBin] | None = None
     # Filled by the cross-check with Prometheus (None: no usable scrapes in the window).
     crosschecked: bool = False
     server_rps: float | None = None
     server_rps_diff_pct: float | None = None
 
-    _OPTIONAL = ("ttfe_p50_ms", "ttfe_p95_ms", "ttfe_p99_ms", "offered_rps")
+    _OPTIONAL = (
+        "ttfe_p50_ms",
+        "ttfe_p95_ms",
+        "ttfe_p99_ms",
+        "offered_rps",
+        "sent",
+        "unanswered",
+        "timeline",
+    )
     _SERVER = ("server_rps", "server_rps_diff_pct")
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +105,15 @@ class Step:
             for name in self._SERVER:
                 del out[name]
         return out
+
+    @property
+    def is_open(self) -> bool:
+        return self.model == OPEN
+
+    @property
+    def level(self) -> float:
+        """What the step varies: users (closed model) or the offered rate (open model)."""
+        return (self.offered_rps or 0.0) if self.is_open else float(self.users or 0)
 
 
 @dataclass(frozen=True)
@@ -94,9 +138,9 @@ class Block:
     client: ClientCounts = field(default_factory=lambda: ClientCounts(0, 0, 0))
     steps: list[Step] = field(default_factory=list)
     # Cross-check with the server's own counters (None until done, or without Prometheus).
-    crosscheck: dict[str, Any] | None = None
+    crosscheck: CrossCheck | None = None
     crosscheck_reason: str | None = None
-    crosscheck_window: dict[str, Any] | None = None
+    crosscheck_window: dict[str, float | None] | None = None
     server_route: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,7 +156,48 @@ class Block:
         for name in ("server_route", "crosscheck", "crosscheck_reason", "crosscheck_window"):
             value = getattr(self, name)
             if value is not None:
-                out[name] = value
+                out[name] = value.to_dict() if isinstance(value, CrossCheck) else value
+        return out
+
+
+@dataclass(frozen=True)
+class NotApplicable:
+    scenario: str
+    target: str
+    reason: str
+
+
+@dataclass
+class Meta:
+    """What the run was: options as given, the services, the host, the versions."""
+
+    started_at: str
+    #: The options as the run used them (echoed verbatim into results.json).
+    options: dict[str, Any]
+    scenario_settings: ScenarioSettings
+    services: dict[str, dict[str, Any]]
+    capacity: dict[str, int | None]
+    cpu_count: int | None
+    load_generator: str
+    versions: dict[str, str | None]
+    scrape_interval_s: float | None
+    planned_s: float
+    run_dir: str
+    elapsed_s: float | None = None
+
+    @property
+    def model(self) -> str:
+        return self.options.get("model", CLOSED)
+
+    @property
+    def warmup_s(self) -> float | None:
+        return self.options.get("warmup_s")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        settings = self.scenario_settings.as_dict()
+        settings.pop("target")
+        out["scenario_settings"] = settings
         return out
 
 
@@ -121,9 +206,9 @@ class Run:
     """A whole bench run: what results.json holds."""
 
     complete: bool
-    meta: dict[str, Any]
+    meta: Meta
     blocks: list[Block]
-    not_applicable: list[dict[str, str]]
+    not_applicable: list[NotApplicable]
     findings: list[str] = field(default_factory=list)
 
     @property
@@ -134,9 +219,9 @@ class Run:
         return {
             "schema": SCHEMA,
             "complete": self.complete,
-            "meta": self.meta,
+            "meta": self.meta.to_dict(),
             "steps": [step.to_dict() for step in self.steps],
             "blocks": [block.to_dict() for block in self.blocks],
-            "not_applicable": self.not_applicable,
+            "not_applicable": [asdict(na) for na in self.not_applicable],
             "findings": self.findings,
         }

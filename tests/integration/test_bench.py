@@ -13,12 +13,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from loadtests.bench import analysis
 from stackctl.addresses import stack_env
+from stackctl.settings import load_settings
 from tests.browser import BROKEN_IMAGES_JS, PageProblems, chromium
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -30,33 +32,59 @@ pytestmark = pytest.mark.integration
 BENCH_TIMEOUT_S = 180
 
 
+def _bench_env(**extra: str) -> dict[str, str]:
+    """What `make bench` gives the bench after `make up` on the test profile: no BENCH_*
+    options, and the stack's addresses as `python -m stackctl env` prints them."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("BENCH_")}
+    return env | stack_env(load_settings("test"), "native") | {"PYTHONUNBUFFERED": "1"} | extra
+
+
+def _locust_targets(stack) -> list[dict]:
+    return [t for t in stack.targets("locust") if t.get("health") == "up"]
+
+
 @pytest.fixture(scope="module")
 def bench_run(stack, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench-reports")
-    env = dict(os.environ)
-    for name in list(env):
-        if name.startswith("BENCH_"):
-            env.pop(name)
-    # What `make bench` exports (`python -m stackctl env`): the bench finds the test stack, its
-    # Prometheus and its exporter's address from these alone, with no URL on its command line.
-    env.update(stack_env(stack.settings, "native"))
-    env["PYTHONUNBUFFERED"] = "1"
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "loadtests.bench", "--profile", "quick", "--out", str(out)],
         cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
+        env=_bench_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=BENCH_TIMEOUT_S,
         stdin=subprocess.DEVNULL,
     )
-    assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    # While it runs, the stack's Prometheus must find and scrape the bench's Locust.
+    seen: list[dict] = []
+    deadline = time.monotonic() + BENCH_TIMEOUT_S
+    while proc.poll() is None and time.monotonic() < deadline:
+        if not seen:
+            seen = _locust_targets(stack)
+        time.sleep(1)
+    try:
+        stdout, stderr = proc.communicate(timeout=max(1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, f"bench failed:\n{stdout[-4000:]}\n{stderr[-4000:]}"
     run_dir = (out / "latest").resolve()
     results = json.loads((run_dir / "results.json").read_text())
-    # It measured the stack `stackctl env` named, which is the test stack.
-    assert results["meta"]["options"]["url"] == stack.public_url
-    assert results["meta"]["options"]["prometheus_url"] == stack.prometheus_url
-    return {"out": out, "run_dir": run_dir, "results": results, "stdout": proc.stdout}
+    return {"out": out, "run_dir": run_dir, "results": results, "stdout": stdout, "seen": seen}
+
+
+def test_bench_measures_the_running_stack_and_shows_in_its_prometheus(bench_run, stack):
+    # No --url, no --prometheus-url: the stack `make up` started, from stackctl's settings.
+    options = bench_run["results"]["meta"]["options"]
+    assert options["url"] == stack.public_url
+    assert options["prometheus_url"] == stack.prometheus_url
+    # Locust was a target of the stack's Prometheus, scraped and up, while the bench ran ...
+    seen = bench_run["seen"]
+    assert seen, "the bench's Locust never appeared among the stack's Prometheus targets"
+    assert seen[0]["labels"]["role"] == "bench"
+    assert seen[0]["scrapeUrl"].startswith(f"http://{stack.settings.address('locust_metrics')}")
+    # ... and is gone with it (the file-discovery entry is removed at the end).
+    assert not (stack.targets_dir / "locust.json").exists()
 
 
 def test_report_files_exist(bench_run, stack):
@@ -148,3 +176,50 @@ def test_report_html_is_self_contained_and_every_plot_renders_in_a_browser(bench
         # Self-contained: nothing but the file itself and its embedded images is fetched.
         fetched = [url for url in problems.requested_urls if not url.startswith("data:")]
         assert fetched == [report_html.as_uri()]
+
+
+# ------------------------------------------------------------------ open model
+
+
+def test_open_model_sends_on_schedule_whether_or_not_answers_come_back(stack, tmp_path):
+    """A deliberately slow target: /wsgi/io?ms=2000 on 2 sync workers answers at most 1/s.
+
+    Offered 8/s, a closed loop would send only as answers come back. The open model sends on
+    its schedule: the number sent follows the offered rate, most of it stays unanswered, and
+    the answers' latency, timed from their scheduled send, includes the time they queued.
+    """
+    rate, io_ms, warmup, measure = 8.0, 2000, 1.0, 4.0
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "loadtests.bench", "--model", "open", "--scenarios", "io",
+            "--targets", "wsgi", "--rates", f"io={rate:g}", "--io-ms", str(io_ms),
+            "--warmup", f"{warmup:g}", "--duration", f"{measure:g}", "--prometheus-url", "none",
+            "--out", str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        env=_bench_env(LOCUST_METRICS_DISABLE="1"),
+        capture_output=True,
+        text=True,
+        timeout=BENCH_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    results = json.loads((tmp_path / "latest" / "results.json").read_text())
+    assert results["schema"] == 2 and results["meta"]["options"]["model"] == "open"
+    capacity = results["meta"]["capacity"]["wsgi"]  # requests running at once
+    (step,) = results["steps"]
+    (block,) = results["blocks"]
+    assert step["model"] == "open" and step["users"] is None and step["offered_rps"] == rate
+    # The schedule, not the answers, decides what is sent: rate x time, over the whole block
+    # (warm-up and window) and over the window alone ...
+    elapsed = block["t1"] - block["t0"]
+    assert block["client"]["started"] >= 0.8 * rate * elapsed, block
+    assert step["sent"] >= 0.8 * rate * measure, step
+    # ... although the server could answer only `capacity` requests per io_ms: far fewer.
+    most_answers = capacity * (elapsed * 1000 / io_ms + 1)
+    assert block["client"]["completed"] <= most_answers < block["client"]["started"] / 2
+    assert step["unanswered"] >= step["sent"] / 2
+    # Latency runs from the scheduled send, so it includes the queue: never below the wait,
+    # and the requests beyond the first `capacity` (answered in the window) queued for a round.
+    assert step["p50_ms"] >= io_ms
+    assert step["max_ms"] >= 1.5 * io_ms

@@ -7,15 +7,26 @@ of the entry point that would import them runs it in a subprocess.
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
+from dataclasses import is_dataclass
 from pathlib import Path
 
 import pytest
 
-from loadtests.bench import analysis, report
+from loadtests.bench import analysis, findings, prose, report
 from loadtests.bench.options import PROFILES, UsageError, parse
+from loadtests.bench.results import (
+    Block,
+    ClientCounts,
+    Meta,
+    NotApplicable,
+    Run,
+    Step,
+    TimelineBin,
+)
 from loadtests.exporter import _Monotonic, parse_bind, scrape_target
 from loadtests.settings import (
     ScenarioSettings,
@@ -92,25 +103,25 @@ def test_ideal_rps_per_scenario():
 
 def test_saturation_flat_from_the_first_level():
     sat = analysis.saturation([(10, 19.8), (25, 19.9), (50, 19.7), (100, 19.8)])
-    assert sat["saturated"] and sat["at_first_level"]
-    assert (sat["from_users"], sat["to_users"]) == (10, 25)
-    assert sat["efficiency"] == pytest.approx(0.0, abs=0.01)
+    assert sat.saturated and sat.at_first_level
+    assert (sat.from_level, sat.to_level) == (10, 25)
+    assert sat.efficiency == pytest.approx(0.0, abs=0.01)
 
 
 def test_saturation_linear_never_saturates():
     sat = analysis.saturation([(10, 98), (25, 245), (50, 490), (100, 975)])
-    assert sat["saturated"] is False
-    assert sat["max_users"] == 100
-    assert sat["peak_rps"] == 975
+    assert sat.saturated is False
+    assert sat.to_level == 100
+    assert sat.peak_rps == 975
 
 
 def test_saturation_knee_in_the_middle():
     sat = analysis.saturation([(10, 100), (25, 250), (50, 300), (100, 310)])
-    assert sat["saturated"]
-    assert (sat["from_users"], sat["to_users"]) == (25, 50)
-    assert not sat["at_first_level"]
+    assert sat.saturated
+    assert (sat.from_level, sat.to_level) == (25, 50)
+    assert not sat.at_first_level
     # +20 % throughput for +100 % users
-    assert sat["efficiency"] == pytest.approx(0.2)
+    assert sat.efficiency == pytest.approx(0.2)
 
 
 def test_saturation_needs_two_levels():
@@ -123,73 +134,94 @@ def test_saturation_needs_two_levels():
 
 def test_crosscheck_exact_and_within_tolerance():
     ok = analysis.crosscheck(started=1000, completed=1000, server=1000)
-    assert ok["ok"] and ok["diff"] == 0 and ok["diff_pct"] == 0
+    assert ok.ok and ok.diff == 0 and ok.diff_pct == 0
     # Requests cut off at the end (started, not completed) may be counted by the server.
     cut = analysis.crosscheck(started=1100, completed=1000, server=1090)
-    assert cut["ok"]
+    assert cut.ok
     # 2 % tolerance of 1000 = 20
     near = analysis.crosscheck(started=1000, completed=1000, server=985)
-    assert near["ok"] and near["tolerance"] == pytest.approx(20)
+    assert near.ok and near.tolerance == pytest.approx(20)
 
 
 def test_crosscheck_mismatch():
     low = analysis.crosscheck(started=1000, completed=1000, server=900)
-    assert low["ok"] is False and low["diff"] == -100 and low["diff_pct"] == pytest.approx(-10)
-    assert low["excess"] == 100
+    assert low.ok is False and low.diff == -100 and low.diff_pct == pytest.approx(-10)
+    assert low.excess == 100
     high = analysis.crosscheck(started=1000, completed=1000, server=1100)
-    assert high["ok"] is False
+    assert high.ok is False
 
 
 def test_crosscheck_gateway_errors_may_be_missing_on_the_server():
     # 50 answers were 502 from nginx: the app never saw them.
     res = analysis.crosscheck(started=1000, completed=1000, server=950, gateway_errors=50)
-    assert res["ok"]
+    assert res.ok
 
 
 def test_crosscheck_small_counts_use_absolute_tolerance():
     res = analysis.crosscheck(started=10, completed=10, server=13)
-    assert res["tolerance"] == analysis.CROSSCHECK_ABS_TOL and res["ok"]
+    assert res.tolerance == analysis.CROSSCHECK_ABS_TOL and res.ok
 
 
 def test_crosscheck_without_server_data():
     res = analysis.crosscheck(started=10, completed=10, server=None)
-    assert res["ok"] is None and res["diff"] is None
+    assert res.ok is None and res.diff is None
+    assert "excess" not in res.to_dict() and res.to_dict()["ok"] is None
 
 
-def test_sum_series_carries_values_and_starts_at_zero():
-    a = [(0.0, 10.0), (5.0, 20.0), (10.0, 30.0)]
-    b = [(5.0, 1.0), (10.0, 4.0)]  # label set born between 0 and 5
-    assert analysis.sum_series([a, b]) == [(0.0, 10.0), (5.0, 21.0), (10.0, 34.0)]
-    assert analysis.sum_series([]) == []
+def _series(samples, scrapes=()):
+    return analysis.CounterSeries(tuple(samples), tuple(scrapes))
 
 
 def test_counter_delta_between_scrapes():
     samples = [(0, 100), (5, 100), (10, 150), (15, 300), (20, 420), (25, 420), (30, 420)]
-    res = analysis.counter_delta(samples, t0=7, t1=21)
-    assert res["value"] == 320 and res["before_t"] == 5 and res["after_t"] == 25
+    res = analysis.counter_delta([_series(samples)], t0=7, t1=21)
+    assert res.value == 320 and res.before_t == 5 and res.after_t == 25
 
 
-def test_counter_delta_counter_born_during_the_run():
-    res = analysis.counter_delta([(10, 5), (15, 50), (25, 80)], t0=7, t1=21)
-    assert res["value"] == 80
+def test_counter_delta_sums_series_and_a_series_born_during_the_run_starts_at_zero():
+    a = _series([(0, 10), (5, 20), (10, 30), (25, 60)])
+    b = _series([(10, 5), (15, 50), (25, 80)])  # e.g. status="404" first seen during the run
+    res = analysis.counter_delta([a, b], t0=7, t1=21)
+    assert res.value == (60 - 20) + 80
+
+
+def test_counter_delta_on_a_fresh_stack_ignores_an_earlier_process():
+    # The previous stack counted 200 (its samples are still stored); the restarted service
+    # creates the series again with its first request, during the run. The scrapes at 0..15
+    # without a sample of the series say it did not exist then: it counts from 0.
+    scrapes = [-30, -25, 0, 5, 10, 15, 20, 25, 30]
+    old_then_new = [(-30, 200), (-25, 200), (20, 499), (25, 699), (30, 699)]
+    res = analysis.counter_delta([_series(old_then_new, scrapes)], t0=12, t1=22)
+    assert res.value == 699 and res.reason is None
+    # Without the scrape times the stored 200 would be taken as the value at the start.
+    assert analysis.counter_delta([_series(old_then_new)], t0=12, t1=22).value == 499
+
+
+def test_counter_delta_still_detects_a_restart_during_the_run():
+    scrapes = [0, 5, 10, 15, 20, 25]
+    restarted = [(0, 100), (5, 100), (10, 140), (20, 30), (25, 60)]  # 140 -> 30: reset
+    res = analysis.counter_delta([_series(restarted, scrapes)], t0=7, t1=21)
+    assert res.value is None and "reset" in res.reason
+    # A series that vanished (the process restarted, the route not called again yet) too.
+    vanished = [(0, 100), (5, 100), (10, 140)]
+    res = analysis.counter_delta([_series(vanished, scrapes)], t0=7, t1=21)
+    assert res.value is None and "reset" in res.reason
 
 
 def test_counter_delta_refuses_a_scrape_after_the_next_load():
     samples = [(0, 0), (10, 50), (25, 999)]
-    res = analysis.counter_delta(samples, t0=1, t1=21, t_next=22)
-    assert res["value"] is None and "no scrape" in res["reason"]
-
-
-def test_counter_delta_detects_a_reset():
-    res = analysis.counter_delta([(0, 100), (10, 5), (20, 50)], t0=1, t1=15)
-    assert res["value"] is None and "reset" in res["reason"]
+    res = analysis.counter_delta([_series(samples)], t0=1, t1=21, t_next=22)
+    assert res.value is None and "no scrape" in res.reason
 
 
 def test_window_rate():
     samples = [(0, 0), (5, 100), (10, 200), (15, 300), (20, 400)]
-    assert analysis.window_rate(samples, 4, 16) == pytest.approx(20.0)
-    assert analysis.window_rate(samples, 4, 9) is None  # one scrape inside
-    assert analysis.window_rate(samples, 4, 40) is None  # scrapes span < half the window
+    assert analysis.window_rate([_series(samples)], 4, 16) == pytest.approx(20.0)
+    assert analysis.window_rate([_series(samples)], 4, 9) is None  # one scrape inside
+    assert analysis.window_rate([_series(samples)], 4, 40) is None  # scrapes span < half
+    # A series absent in the first scrape of the window counts from 0 there.
+    born = _series([(10, 40), (15, 100)], [5, 10, 15])
+    assert analysis.window_rate([born], 4, 16) == pytest.approx(10.0)
 
 
 # ------------------------------------------------------------------ load generator
@@ -226,103 +258,154 @@ def test_host_saturation_is_marked():
 # ------------------------------------------------------------------ findings
 
 
-def _step(scenario, target, users, rps, avg_ms, p95_ms, ideal=None, bound=False):
-    return {
-        "scenario": scenario,
-        "target": target,
-        "users": users,
+def _step(scenario, target, level, rps, avg_ms, p95_ms, ideal=None, bound=False, model="closed"):
+    figures = {
+        "fail_pct": 0.0,
         "rps": rps,
         "avg_ms": avg_ms,
         "p50_ms": avg_ms,
         "p95_ms": p95_ms,
         "p99_ms": p95_ms,
+        "max_ms": p95_ms,
+        "capacity": 2 if target == "wsgi" else None,
         "ideal_rps": ideal,
         "pct_of_ideal": analysis.percent_of(rps, ideal),
-        "loadgen_bound": bound,
-        "loadgen_reasons": ["Locust used 95 % of a core"] if bound else [],
-        "loadgen": {"cpu_mean": 95.0 if bound else 10.0, "host_cpu_mean": 50.0},
+        "gap_pct": analysis.gap_pct(rps, ideal),
+        "in_flight": None,
     }
+    return Step(
+        scenario, target, None if model == "open" else level, 1, 0.0, 3.0, 13.0, 10.0,
+        f"GET /{scenario}", 100, 0, **figures,
+        loadgen={"cpu_mean": 95.0 if bound else 10.0, "host_cpu_mean": 50.0},
+        loadgen_bound=bound,
+        loadgen_reasons=["Locust used 95 % of a core"] if bound else [],
+        entries={}, errors=[], csv={},
+        offered_rps=level if model == "open" else None, model=model,
+    )  # fmt: skip
 
 
-def _results():
-    steps = []
+def _meta(model="closed", warmup_s=3.0):
+    return Meta(
+        started_at="2025-01-01T00:00:00+00:00",
+        options={"warmup_s": warmup_s, "measure_s": 10.0, "profile": "default", "model": model},
+        scenario_settings=ScenarioSettings(),
+        services={},
+        capacity={"wsgi": 2, "asgi": None},
+        cpu_count=2,
+        load_generator="one local Locust process",
+        versions={},
+        scrape_interval_s=5.0,
+        planned_s=60.0,
+        run_dir="r",
+    )
+
+
+def _block(target, steps, started, completed, server):
+    block = Block("io", target, "flask" if target == "wsgi" else "fastapi", "/io", t0=0.0)
+    block.client = ClientCounts(started, completed, 0)
+    block.crosscheck = analysis.crosscheck(started, completed, server)
+    block.steps = steps
+    return block
+
+
+def _run():
+    wsgi, asgi = [], []
     for users in (10, 25, 50, 100):
-        steps.append(_step("io", "wsgi", users, 19.8, users * 50.5, users * 52, 20.0))
+        wsgi.append(_step("io", "wsgi", users, 19.8, users * 50.5, users * 52, 20.0))
         asgi_rps = 99.0 * users / 10 if users < 100 else 700.0
-        steps.append(
+        asgi.append(
             _step("io", "asgi", users, asgi_rps, 101, 110, users * 10.0, bound=users == 100)
         )
-    blocks = [
-        {
-            "scenario": "io",
-            "target": "wsgi",
-            "service": "flask",
-            "route": "/io",
-            "client": {"started": 900, "completed": 880, "gateway_error": 0},
-            "crosscheck": analysis.crosscheck(900, 880, 885),
-        },
-        {
-            "scenario": "io",
-            "target": "asgi",
-            "service": "fastapi",
-            "route": "/io",
-            "client": {"started": 9000, "completed": 8950, "gateway_error": 0},
-            "crosscheck": analysis.crosscheck(9000, 8950, 8990),
-        },
-    ]
-    return {
-        "complete": True,
-        "meta": {
-            "capacity": {"wsgi": 2, "asgi": None},
-            "options": {"warmup_s": 3.0, "measure_s": 10.0, "profile": "default"},
-            "scenario_settings": ScenarioSettings().as_dict(),
-        },
-        "steps": steps,
-        "blocks": blocks,
-        "not_applicable": [{"scenario": "ws_echo", "target": "wsgi", "reason": "ASGI only"}],
-    }
+    return Run(
+        complete=True,
+        meta=_meta(),
+        blocks=[_block("wsgi", wsgi, 900, 880, 885), _block("asgi", asgi, 9000, 8950, 8990)],
+        not_applicable=[NotApplicable("ws_echo", "wsgi", "ASGI only")],
+    )
+
+
+def _open_run():
+    """Offered 30/s of 100 ms I/O: WSGI (20/s capacity) falls behind, ASGI keeps up."""
+    wsgi = _step("io", "wsgi", 30.0, 19.5, 1100, 1700, 20.0, model="open")
+    wsgi.sent, wsgi.unanswered = 119, 54
+    wsgi.timeline = [TimelineBin(t, 10, 400 + 300 * t, 500 + 300 * t) for t in (1, 2, 3, 4)]
+    asgi = _step("io", "asgi", 30.0, 30.0, 101, 110, 30.0, model="open")
+    asgi.sent, asgi.unanswered = 120, 3
+    asgi.timeline = [TimelineBin(t, 30, 102, 110) for t in (1, 2, 3, 4)]
+    return Run(
+        complete=True,
+        meta=_meta("open"),
+        blocks=[_block("wsgi", [wsgi], 200, 147, 165), _block("asgi", [asgi], 201, 198, 201)],
+        not_applicable=[],
+    )
+
+
+def _text(run):
+    return "\n".join(prose.describe_all(findings.findings(run)))
 
 
 def test_findings_are_computed_from_the_numbers():
-    results = _results()
-    found = analysis.findings(results)
-    text = "\n".join(found)
+    run = _run()
+    found = findings.findings(run)
+    assert all(is_dataclass(f) for f in found)  # data; the words are the report's
+    text = _text(run)
     assert "io/WSGI: throughput stops following the users already at the lowest level" in text
     assert "io/WSGI vs Little's law (capacity 2): 10 users 19.8/s = 99 % of 20.0/s" in text
     # 100 users on 2 workers: W = 100 x 0.1 / 2 = 5 s; measured 5.05 s
     assert "predicts a mean latency of 5.00 s" in text and "measured 5.05 s" in text
-    assert "io/ASGI: throughput stops following the users between 50 and 100 users" in text
+    assert "io/ASGI: throughput stops following the users between 50 users and 100 users" in text
     assert "io: ASGI/WSGI throughput ratio 10 users x5.00" in text
     assert "1 of 8 steps were limited by the load generator" in text and "io/asgi@100" in text
     assert "2 of 2 runs within tolerance" in text
     assert "largest count outside [completed, started]: 0" in text
     # Changing a number changes the finding (nothing canned).
-    results["steps"][0]["rps"] = 10.0
-    assert "10 users 10.0/s = 50 % of 20.0/s" in "\n".join(analysis.findings(results))
+    run.blocks[0].steps[0].rps = 10.0
+    assert "10 users 10.0/s = 50 % of 20.0/s" in _text(run)
 
 
 def test_findings_flag_short_warmup_against_queueing_time():
-    results = _results()
-    results["meta"]["options"]["warmup_s"] = 1.0
-    text = "\n".join(analysis.findings(results))
-    assert "not at steady state" in text
+    run = _run()
+    run.meta.options["warmup_s"] = 1.0
+    assert "not at steady state" in _text(run)
+
+
+def test_open_model_findings_tell_falling_behind_from_keeping_up():
+    run = _open_run()
+    keep_up = {f.target: f for f in findings.findings(run) if isinstance(f, findings.OpenKeepUp)}
+    assert keep_up["wsgi"].keeps_up is False and keep_up["asgi"].keeps_up is True
+    assert keep_up["wsgi"].first_p50_ms < keep_up["wsgi"].last_p50_ms
+    text = _text(run)
+    assert "io/WSGI open model, 30.0/s offered: answered 19.5/s: it falls behind" in text
+    assert "54 of the 119 requests" in text
+    assert "io/ASGI open model, 30.0/s offered: answered 30.0/s: it keeps up" in text
 
 
 # ------------------------------------------------------------------ rendering
 
 
 def test_reports_render(tmp_path):
-    results = _results()
-    results["findings"] = analysis.findings(results)
-    paths = report.write_reports(tmp_path, results)
+    run = _run()
+    run.findings = prose.describe_all(findings.findings(run))
+    paths = report.write_reports(tmp_path, run)
     md = paths["markdown"].read_text()
     page = paths["html"].read_text()
     assert "## Findings" in md and "Little's law" in md and "plots/io.png" in md
     assert "LOAD-GENERATOR BOUND" in md and "not applicable" in md
+    assert "Open model against closed loop" not in md
     assert page.count("data:image/png;base64,") == 1  # one scenario -> one embedded plot
     assert (tmp_path / "plots" / "io.png").read_bytes()[:4] == b"\x89PNG"
-    summary = report.terminal_summary(results)
+    summary = report.terminal_summary(run)
     assert "io" in summary and "Findings:" in summary
+
+
+def test_open_model_report_explains_the_difference_with_a_plot(tmp_path):
+    run = _open_run()
+    run.findings = prose.describe_all(findings.findings(run))
+    md = report.write_reports(tmp_path, run)["markdown"].read_text()
+    assert "## Open model against closed loop" in md and "coordinated omission" in md
+    assert "plots/io.png" in md
+    assert (tmp_path / "plots" / "io.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| io | wsgi | 30.0/s |" in md and "54 of 119 sent unanswered" in md
 
 
 # ------------------------------------------------------------------ options
@@ -361,6 +444,35 @@ def test_environment_variables_and_flag_precedence():
     assert parse(["--prometheus-url", "none"], environ={}).prometheus_url is None
 
 
+def test_open_model_options():
+    opts = parse(["--model", "open", "--rates", "io=10,30", "--scenarios", "io"], environ={})
+    assert opts.model == "open" and opts.levels("io") == (10.0, 30.0)
+    assert opts.steps() == [("io", "wsgi", 10.0), ("io", "wsgi", 30.0), ("io", "asgi", 10.0),
+                            ("io", "asgi", 30.0)]  # fmt: skip
+    env = {"BENCH_MODEL": "open", "BENCH_RATES": "25", "BENCH_PROFILE": "quick"}
+    opts = parse([], environ=env)
+    # The profile's scenarios that have an open variant; one rate list for every one of them.
+    assert opts.scenarios == ("io", "hello") and opts.rates == {"io": (25.0,), "hello": (25.0,)}
+    assert parse(["--model", "closed"], environ={}).model == "closed"
+
+
+def test_bench_defaults_follow_the_running_stack():
+    # The stack `make up` started: its profile, offset and port overrides (stackctl's settings).
+    env = {"STACK_PORT_OFFSET": "500"}
+    opts = parse([], environ=env)
+    assert opts.url == "http://127.0.0.1:8580" and opts.prometheus_url == "http://127.0.0.1:9590"
+    assert opts.metrics_bind == "127.0.0.1:10146"
+    assert opts.targets_dir.endswith("prometheus-targets")
+    opts = parse([], environ={"STACK_PROFILE": "test", "HTTP_PORT": "9999"})
+    assert opts.url == "http://127.0.0.1:18080" and opts.metrics_bind == "127.0.0.1:19646"
+    assert parse([], environ={"HTTP_PORT": "9999"}).url == "http://127.0.0.1:9999"
+    explicit = {"PROMETHEUS_TARGETS_DIR": "/elsewhere", "LOCUST_METRICS_BIND": "127.0.0.1:1"}
+    opts = parse(["--url", "http://127.0.0.1:1234"], environ=explicit)
+    assert (opts.url, opts.targets_dir, opts.metrics_bind) == (
+        "http://127.0.0.1:1234", "/elsewhere", "127.0.0.1:1",
+    )  # fmt: skip
+
+
 def test_direct_mode_bypasses_nginx():
     opts = parse(["--direct", "wsgi=http://127.0.0.1:8001,asgi=http://127.0.0.1:8002/"], {})
     assert opts.host("wsgi") == "http://127.0.0.1:8001"
@@ -384,6 +496,15 @@ def test_direct_mode_bypasses_nginx():
         (["--io-ms", "20000"], "between 0 and 10000"),
         (["--io-ms", "-1"], "between 0 and 10000"),
         (["--frobnicate"], "unrecognized"),
+        (["--model", "poisson"], "unknown 'poisson'"),
+        (["--rates", "io=10"], "need --model open"),
+        (["--model", "open", "--users", "10"], "has no users"),
+        (["--model", "open", "--scenarios", "io,stream"], "stream cannot run in the open"),
+        (["--model", "open", "--rates", "io=0"], "above 0"),
+        (["--model", "open", "--rates", "io=fast"], "must be numbers"),
+        (["--model", "open", "--rates", "io=10,10"], "repeat"),
+        (["--model", "open", "--rates", "ws_echo=10"], "SCENARIO=R"),
+        (["--model", "open", "--rates", "io=99999"], "at most"),
     ],
 )
 def test_bad_input_is_a_usage_error(argv, message):
@@ -394,6 +515,7 @@ def test_bad_input_is_a_usage_error(argv, message):
 def test_entry_point_exits_2_on_bad_input_and_unreachable_stack(tmp_path):
     for argv, text in (
         (["--users", "x"], "must be integers"),
+        (["--model", "open", "--scenarios", "ws_echo"], "cannot run in the open model"),
         (["--url", "http://127.0.0.1:1", "--prometheus-url", "none"], "not reachable"),
     ):
         proc = subprocess.run(
@@ -466,36 +588,33 @@ def test_bench_and_scenarios_share_the_services_bounds_and_defaults():
 
 
 def test_results_json_keeps_its_keys():
-    # results.json schema 1: optional figures only where they apply, server figures only
+    # results.json schema 2: schema 1's keys, plus `model` on every step and the open model's
+    # figures on open steps only; optional figures only where they apply, server figures only
     # after the cross-check, steps listed flat beside their blocks.
-    from loadtests.bench.results import Block, ClientCounts, Run, Step
-
-    figures = dict.fromkeys(
-        ["fail_pct", "rps", "avg_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "capacity"]
-        + ["ideal_rps", "pct_of_ideal", "gap_pct", "in_flight"]
-    )
-    step = Step(
-        "io", "wsgi", 10, 10, 0.0, 3.0, 13.0, 10.0, "GET /io", 5, 0, **figures,
-        loadgen={}, loadgen_bound=False, loadgen_reasons=[], entries={}, errors=[], csv={},
-    )  # fmt: skip
-    assert "ttfe_p50_ms" not in step.to_dict() and "server_rps" not in step.to_dict()
+    step = _step("io", "wsgi", 10, 10.0, 100, 110)
+    keys = set(step.to_dict())
+    assert step.to_dict()["model"] == "closed" and step.to_dict()["users"] == 10
+    assert not keys & {"ttfe_p50_ms", "server_rps", "offered_rps", "sent", "timeline"}
     step.crosschecked = True
     assert step.to_dict()["server_rps"] is None
-    block = Block("io", "wsgi", "flask", "/io", t0=1.0, t1=2.0, client=ClientCounts(5, 5, 0))
-    block.steps.append(step)
-    doc = Run(complete=True, meta={}, blocks=[block], not_applicable=[]).to_dict()
-    assert doc["schema"] == 1 and doc["steps"] == [step.to_dict()]
-    assert doc["blocks"] == [
-        {
-            "scenario": "io",
-            "target": "wsgi",
-            "service": "flask",
-            "route": "/io",
-            "t0": 1.0,
-            "t1": 2.0,
-            "client": {"started": 5, "completed": 5, "gateway_error": 0},
-        }
-    ]
+    block = _block("wsgi", [step], 5, 5, 5)
+    doc = Run(complete=True, meta=_meta(), blocks=[block], not_applicable=[]).to_dict()
+    assert doc["schema"] == 2 and doc["steps"] == [step.to_dict()]
+    assert set(doc) == {"schema", "complete", "meta", "steps", "blocks", "not_applicable",
+                        "findings"}  # fmt: skip
+    assert doc["meta"]["scenario_settings"]["io_ms"] == 100
+    assert "target" not in doc["meta"]["scenario_settings"]
+    assert set(doc["blocks"][0]) == {
+        "scenario", "target", "service", "route", "t0", "t1", "client", "crosscheck",
+    }  # fmt: skip
+    assert doc["blocks"][0]["client"] == {"started": 5, "completed": 5, "gateway_error": 0}
+    assert doc["blocks"][0]["crosscheck"]["ok"] is True
+    opened = _open_run().to_dict()["steps"][0]
+    assert opened["model"] == "open" and opened["users"] is None
+    assert opened["offered_rps"] == 30.0 and opened["rps"] == 19.5 and opened["p99_ms"]
+    assert opened["sent"] == 119 and opened["unanswered"] == 54
+    assert opened["timeline"][0] == {"t_s": 1, "answered": 10, "p50_ms": 700, "max_ms": 800}
+    json.dumps(opened)
 
 
 def test_stream_duration_is_computed_once():
