@@ -56,11 +56,17 @@ def test_requests_spread_over_every_replica(scaled: DockerStack, service: str):
 
 
 def test_prometheus_scrapes_every_replica(scaled: DockerStack):
+    started = time.monotonic()
     for job in APPS:
         scaled.wait_for(
             f'count(up{{job="{job}"}} == 1)',
             lambda r: bool(r) and r[0]["value"][1] == str(REPLICAS),
+            timeout_s=180,  # bounds a broken discovery only; a refresh is every 5 s
         )
+    figure(
+        f"Prometheus scraped all {REPLICAS} replicas of each service after "
+        f"{time.monotonic() - started:.0f} s"
+    )
 
 
 @pytest.mark.parametrize("service", APPS)
