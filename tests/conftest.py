@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from stackctl.settings import REPO_ROOT, Settings, load_settings
+from tests.prometheus_api import PrometheusQueries
 
 STACK_START_TIMEOUT_S = 180
 
@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @dataclass(frozen=True)
-class StackHandle:
+class StackHandle(PrometheusQueries):
     settings: Settings
 
     @property
@@ -64,29 +64,11 @@ class StackHandle:
     def logs_dir(self) -> Path:
         return self.settings.logs_dir
 
-    def query(self, expr: str) -> list:
-        """Instant query against the stack's Prometheus; returns the result vector."""
-        url = f"{self.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body = json.load(response)
-        assert body["status"] == "success", body
-        return body["data"]["result"]
-
     def targets(self, job: str) -> list[dict]:
         """The stack's Prometheus's active targets of one job."""
         with urllib.request.urlopen(f"{self.prometheus_url}/api/v1/targets", timeout=10) as resp:
             body = json.load(resp)
         return [t for t in body["data"]["activeTargets"] if t["labels"].get("job") == job]
-
-    def wait_for(self, expr: str, ready: Callable[[list], bool], timeout_s: float = 30.0) -> list:
-        deadline = time.monotonic() + timeout_s
-        result: list = []
-        while time.monotonic() < deadline:
-            result = self.query(expr)
-            if ready(result):
-                return result
-            time.sleep(1)
-        raise AssertionError(f"{expr!r} not ready after {timeout_s} s; last result: {result}")
 
 
 def stackctl(*args: str, timeout: float = STACK_START_TIMEOUT_S) -> subprocess.CompletedProcess:

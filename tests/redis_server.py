@@ -6,10 +6,12 @@ outage and its return), and is stopped at the end.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from stackctl.render import render_file
@@ -89,3 +91,14 @@ class RedisServer:
             self._process.kill()
             self._process.wait()
         self._process = None
+
+
+@contextlib.contextmanager
+def running_redis(work_dir: Path) -> Iterator[RedisServer]:
+    """A redis-server of the caller's own, stopped however the block ends."""
+    server = RedisServer(work_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

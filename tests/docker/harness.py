@@ -6,16 +6,12 @@ the tests record are the ones the end-of-run summary prints.
 
 from __future__ import annotations
 
-import json
 import subprocess
-import time
-import urllib.parse
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from stackctl import docker, images
 from stackctl.settings import REPO_ROOT, Settings, load_settings
+from tests.prometheus_api import PrometheusQueries
 
 PROJECT = "gateway-lab-test"
 UP_TIMEOUT_S = 900
@@ -46,8 +42,11 @@ def figure(line: str) -> None:
 
 
 @dataclass
-class DockerStack:
+class DockerStack(PrometheusQueries):
     """The running compose project, seen from the host as a user sees it."""
+
+    # Replicas appear through DNS discovery (5 s) and a scrape (5 s), on a loaded machine.
+    wait_timeout_s = 120.0
 
     env: dict[str, str]
     settings: Settings = field(init=False)
@@ -87,20 +86,3 @@ class DockerStack:
 
     def replica_hosts(self, service: str) -> set[str]:
         return docker.replica_hosts(self.settings, service)
-
-    def query(self, expr: str) -> list:
-        url = f"{self.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body = json.load(response)
-        assert body["status"] == "success", body
-        return body["data"]["result"]
-
-    def wait_for(self, expr: str, ready: Callable[[list], bool], timeout_s: float = 60) -> list:
-        deadline = time.monotonic() + timeout_s
-        result: list = []
-        while time.monotonic() < deadline:
-            result = self.query(expr)
-            if ready(result):
-                return result
-            time.sleep(1)
-        raise AssertionError(f"{expr!r} not ready after {timeout_s} s; last result: {result}")

@@ -25,7 +25,7 @@ from gateway_common.chat_bus import (
     Member,
     MessageTooLarge,
 )
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, running_redis
 
 # Generous bounds for a shared machine; they only stop a broken test from hanging.
 RECEIVE_TIMEOUT_S = 5.0
@@ -35,12 +35,8 @@ RECOVERY_TIMEOUT_S = 10 * RECONNECT_MAX_S  # room for several reconnect attempts
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
+    with running_redis(tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def _receive(member: Member) -> dict:

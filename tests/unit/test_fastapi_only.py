@@ -17,7 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 from fastapi_app.app import create_app
 from fastapi_app.settings import load_asgi_settings
 from gateway_common import metrics
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, running_redis
 
 
 @pytest.mark.parametrize(
@@ -211,12 +211,8 @@ def test_joined_message_is_json_text(fastapi_test_client: TestClient) -> None:
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of the test's own, so stopping it disturbs no other test."""
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
+    with running_redis(tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _close_of(ws: Any) -> WebSocketDisconnect:
