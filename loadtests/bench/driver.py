@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ from loadtests.bench.options import BenchOptions
 from loadtests.bench.results import CLOSED, OPEN, Block, ClientCounts, Step, TimelineBin
 from loadtests.exporter import DEFAULT_BIND, Exporter
 from loadtests.settings import OPEN_SCENARIO_CLASSES, SCENARIO_CLASSES, ScenarioSettings
+
+# An open-model block may leave minutes of queued work only when run far past capacity.
+DRAIN_MAX_S = 300.0
 
 #: The Locust statistics entry each scenario's figures come from: (method, name).
 PRIMARY = {
@@ -222,6 +226,8 @@ class Driver:
             runner.quit()
             ctx.sampler.stop()
             self.current.runner = None
+        if ctx.schedule is not None:
+            self._drain(target)
         block.client = ClientCounts(
             **{
                 what: scenarios.COUNTS[(target, scenario, what)]
@@ -231,6 +237,23 @@ class Driver:
         )
         self.blocks.append(block)
         return block
+
+    def _drain(self, target: str) -> None:
+        """Wait out the backlog an open-model block leaves in front of a saturated server.
+
+        Requests the bench gave up on are still queued at the server (a sync worker serves each
+        in turn after nginx has answered 499), and would slow whatever runs next. One request
+        sent now waits behind all of them, so its answer says the queue is empty.
+        """
+        self._say(f"  waiting for {target}'s queue to drain before the next block ...")
+        started = time.time()
+        try:
+            with urllib.request.urlopen(self.opts.healthz_url(target), timeout=DRAIN_MAX_S):
+                pass
+        except OSError as error:
+            self._say(f"  {target} did not drain within {DRAIN_MAX_S:g} s ({error}); going on")
+            return
+        self._say(f"  drained in {time.time() - started:.1f} s")
 
     def _start_level(self, ctx: _StepContext, level: float, previous: float) -> int:
         """Set the load of a step: users (closed) or the schedule's rate (open); -> users wanted."""
