@@ -397,3 +397,24 @@ class _AnyStr(str):
 
 
 ANY_STR = _AnyStr()
+
+
+@pytest.mark.parametrize("prefix", ["wsgi", "asgi"])
+def test_two_content_type_headers_get_the_same_json_answer_from_both_services(
+    chaos_stack: StackHandle, prefix: str
+):
+    """nginx passes on only the first Content-Type, so both services see one and agree."""
+    body = b'{"message": "twice"}'
+    raw = (
+        f"POST /{prefix}/echo HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\n"
+        f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection(("127.0.0.1", chaos_stack.settings.ports["public"]), 10) as sock:
+        sock.sendall(raw)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, answer = data.decode().partition("\r\n\r\n")
+    assert int(head.split()[1]) == 200, head
+    assert "content-type: application/json" in head.lower()
+    assert json.loads(answer)["echo"] == {"message": "twice"}
