@@ -6,11 +6,13 @@ again with this folder's `stack` (the compose project): one contract, proven in 
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 import yaml
 
-from stackctl import images
+from stackctl import docker, images
 from stackctl.settings import REPO_ROOT
 
 # Imported test functions are collected here, against the Docker stack.
@@ -86,3 +88,24 @@ def test_only_nginx_is_published_on_a_non_loopback_address(stack):
                 continue  # exposed inside the network only
             host = binding.split("->")[0].rsplit(":", 1)[0]
             assert host in ("127.0.0.1", "[::1]"), f"{service} published on {binding}"
+
+
+def test_locust_profile_runs_distributed_and_registers_with_prometheus(stack):
+    """`--profile loadtest`: a master and two workers; the master announces itself to Prometheus."""
+    services = ("locust-master", "locust-worker")
+    profile = ("--profile", "loadtest")
+    up = ("up", "--build", "--wait", "--detach", "--scale", "locust-worker=2")
+    assert docker.compose(stack.settings, *profile, *up, *services) == 0
+    try:
+        stack.wait_for('up{job="locust"}', lambda r: bool(r) and r[0]["value"][1] == "1")
+        ui = f"http://127.0.0.1:{stack.env['LOCUST_PORT']}"
+        workers: list = []
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and time.monotonic() < deadline:
+            workers = httpx.get(f"{ui}/stats/requests", timeout=10).json().get("workers", [])
+            time.sleep(1)
+        assert len(workers) == 2, workers
+    finally:
+        docker.compose(stack.settings, *profile, "rm", "--stop", "--force", *services)
+    # The master removes its file_sd entry when it stops: no "down" target is left behind.
+    stack.wait_for('up{job="locust"}', lambda r: not r)
