@@ -16,10 +16,12 @@ STACKCTL := $(VENV_PY) -m stackctl
 STACK_ENV := stack_env="$$($(STACKCTL) env)" || exit 1; set -a; eval "$$stack_env"; set +a
 # Debian packages native mode runs (Redis is the chat broker; the exporters feed the
 # Grafana/Prometheus views), and the browser the tests open the landing page and the bench report in.
+# openssl makes the TLS port's self-signed certificate; h2load (nghttp2-client) is the bench's
+# HTTP/2 client.
 APT_PACKAGES := nginx prometheus prometheus-nginx-exporter prometheus-node-exporter \
-  redis-server prometheus-redis-exporter chromium
+  redis-server prometheus-redis-exporter chromium openssl nghttp2-client
 SYSTEM_PROGRAMS := nginx prometheus promtool prometheus-nginx-exporter prometheus-node-exporter \
-  redis-server prometheus-redis-exporter chromium
+  redis-server prometheus-redis-exporter chromium openssl h2load
 PYTEST_ARGS ?=
 # The dashboard schema check (tests/static/test_grafana_schema.py): Grafana's published TypeScript
 # schema and the compiler, pinned in package.json and package-lock.json, installed with npm ci.

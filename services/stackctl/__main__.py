@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from stackctl import docker, native
+from stackctl import capacity, docker, native, tls
 from stackctl.addresses import MODE_MARKER, format_env, running_mode, stack_env
 from stackctl.settings import Settings, SettingsError, load_settings
 
@@ -187,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.profile)
         return HANDLERS[args.command](args, settings)
-    except (SettingsError, native.NativeStackError) as error:
+    except (
+        SettingsError,
+        native.NativeStackError,
+        capacity.CapacityError,
+        tls.TlsError,
+    ) as error:
         print(f"stackctl: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

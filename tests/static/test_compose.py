@@ -399,7 +399,7 @@ def test_app_services_are_hardened_and_identically_sized(
     assert fastapi_env.get("REDIS_URL", "").startswith("redis://")
     assert "CHAT_BUS_DIR" not in fastapi_env
     assert len(limits) == 1, f"flask and fastapi differ: {limits}"
-    assert limits.pop()[:2] == ("${SERVICE_CPUS:-1.0}", "${SERVICE_MEMORY:-512m}")
+    assert limits.pop()[:2] == ("${SERVICE_CPUS:-1.0}", "${SERVICE_MEMORY:-1g}")
 
 
 def test_services_run_unprivileged(services: dict[str, dict[str, Any]]) -> None:
