@@ -29,7 +29,7 @@ GRAFANA_SCHEMA_DIR := tests/static/grafana_schema
 NODE_APT_PACKAGES := nodejs npm
 
 
-.PHONY: bench bench-quick locust reload chaos
+.PHONY: bench bench-quick bench-capacity bench-edge locust reload chaos
 .PHONY: help setup system-deps node-deps docker-deps up down reload status logs test test-unit test-static test-integration test-docker chaos lint format clean
 
 help: ## list the targets
@@ -128,6 +128,12 @@ bench: up ## WSGI-vs-ASGI load comparison through nginx -> reports/latest/report
 
 bench-quick: up ## the same comparison in about 75 s (BENCH_PROFILE=quick)
 	@$(STACK_ENV); set -x; BENCH_PROFILE=quick $(VENV_PY) -m loadtests.bench
+
+bench-capacity: up ## ws_capacity: ramp 10,000 WebSockets through nginx; held, handshake latency, KiB per connection
+	$(VENV_PY) -m loadtests.bench.capacity
+
+bench-edge: up ## HTTP/1.1 vs HTTP/2 at the edge (h2load): req/s side by side for both services
+	$(VENV_PY) -m loadtests.bench.edge
 
 locust: up ## Locust web UI on 127.0.0.1:8089, distributed: one master + LOCUST_WORKERS (default one per core)
 	@$(STACK_ENV); set -x; $(VENV)/bin/locust \
