@@ -46,6 +46,9 @@ def _print_urls(settings: Settings, mode: str) -> None:
     print(f"  Flask (WSGI)        {public}/wsgi/healthz")
     print(f"  FastAPI (ASGI)      {public}/asgi/healthz   docs: {public}/asgi/docs")
     print(f"  WebSocket echo      {env['WS_URL']}/asgi/ws/echo")
+    print(
+        f"  TLS, HTTP/2         {env['TLS_URL']}/   (self-signed unless TLS_CERT/TLS_KEY are set)"
+    )
     print(f"  Prometheus          {prometheus}/targets")
     if grafana and docker.replica_hosts(settings, "grafana"):
         print(f"  Grafana             {grafana}/")
