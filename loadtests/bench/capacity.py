@@ -291,15 +291,21 @@ def summary(result: CapacityResult) -> list[str]:
     ]
 
 
-def _state_dir(raw: str | None) -> Path | None:
+def _stack_env() -> dict[str, str]:
+    """The running stack's addresses (stackctl.addresses), as `make bench` takes them."""
+    from stackctl.addresses import running_stack_env
+    from stackctl.settings import load_settings
+
+    return running_stack_env(load_settings(os.environ.get("STACK_PROFILE") or "default"))
+
+
+def _state_dir(raw: str | None, stack: dict[str, str]) -> Path | None:
     if raw == "none":
         return None
     if raw:
         return Path(raw)
-    from stackctl.settings import load_settings
-
-    found = load_settings("default").state_dir
-    return found if (found / "pids" / "nginx.pid").exists() else None
+    found = Path(stack["STATE_DIR"]) if stack.get("STATE_DIR") else None
+    return found if found and (found / "pids" / "nginx.pid").exists() else None
 
 
 def parse(argv: list[str] | None) -> CapacityOptions:
@@ -312,11 +318,8 @@ def parse(argv: list[str] | None) -> CapacityOptions:
     parser.add_argument("--state-dir", default=env("BENCH_STATE_DIR"))
     parser.add_argument("--out", default=env("BENCH_OUT", "reports"))
     args = parser.parse_args(argv)
-    url = args.url
-    if not url:
-        from stackctl.settings import load_settings
-
-        url = load_settings("default").url("public")
+    stack = _stack_env()
+    url = args.url or stack["PUBLIC_URL"]
     if args.connections < 1 or args.beyond < 0:
         parser.error("--connections must be at least 1 and --beyond at least 0")
     per_process = _raise_nofile() - CLIENT_FD_RESERVE
@@ -331,7 +334,7 @@ def parse(argv: list[str] | None) -> CapacityOptions:
         target=args.connections,
         beyond=args.beyond,
         processes=processes,
-        state_dir=_state_dir(args.state_dir),
+        state_dir=_state_dir(args.state_dir, stack),
         out=Path(args.out),
     )
 

@@ -116,13 +116,14 @@ def ratios(steps: list[EdgeStep]) -> list[str]:
 
 
 def parse(argv: list[str] | None) -> EdgeOptions:
+    from stackctl.addresses import running_stack_env
     from stackctl.settings import load_settings
 
-    settings = load_settings("default")
     env = os.environ.get
+    stack = running_stack_env(load_settings(env("STACK_PROFILE") or "default"))
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench.edge")
-    parser.add_argument("--url", default=env("BENCH_URL") or settings.url("public"))
-    parser.add_argument("--tls-url", default=env("BENCH_TLS_URL") or settings.url("https"))
+    parser.add_argument("--url", default=env("BENCH_URL") or stack["PUBLIC_URL"])
+    parser.add_argument("--tls-url", default=env("BENCH_TLS_URL") or stack["TLS_URL"])
     parser.add_argument("--services", default=env("BENCH_TARGETS", "wsgi,asgi"))
     parser.add_argument("--paths", default=env("BENCH_EDGE_PATHS", ",".join(DEFAULT_PATHS)))
     parser.add_argument("--concurrency", type=int, default=int(env("BENCH_EDGE_CONCURRENCY", 32)))
