@@ -16,10 +16,12 @@ STACKCTL := $(VENV_PY) -m stackctl
 STACK_ENV := stack_env="$$($(STACKCTL) env)" || exit 1; set -a; eval "$$stack_env"; set +a
 # Debian packages native mode runs (Redis is the chat broker; the exporters feed the
 # Grafana/Prometheus views), and the browser the tests open the landing page and the bench report in.
+# openssl makes the TLS port's self-signed certificate; h2load (nghttp2-client) is the bench's
+# HTTP/2 client.
 APT_PACKAGES := nginx prometheus prometheus-nginx-exporter prometheus-node-exporter \
-  redis-server prometheus-redis-exporter chromium
+  redis-server prometheus-redis-exporter chromium openssl nghttp2-client
 SYSTEM_PROGRAMS := nginx prometheus promtool prometheus-nginx-exporter prometheus-node-exporter \
-  redis-server prometheus-redis-exporter chromium
+  redis-server prometheus-redis-exporter chromium openssl h2load
 PYTEST_ARGS ?=
 # The dashboard schema check (tests/static/test_grafana_schema.py): Grafana's published TypeScript
 # schema and the compiler, pinned in package.json and package-lock.json, installed with npm ci.
@@ -27,7 +29,7 @@ GRAFANA_SCHEMA_DIR := tests/static/grafana_schema
 NODE_APT_PACKAGES := nodejs npm
 
 
-.PHONY: bench bench-quick locust reload chaos
+.PHONY: bench bench-quick bench-capacity bench-edge locust reload chaos
 .PHONY: help setup system-deps node-deps docker-deps up down reload status logs test test-unit test-static test-integration test-docker chaos lint format clean
 
 help: ## list the targets
@@ -127,6 +129,12 @@ bench: up ## WSGI-vs-ASGI load comparison through nginx -> reports/latest/report
 
 bench-quick: up ## the same comparison in about 75 s (BENCH_PROFILE=quick)
 	@$(STACK_ENV); set -x; BENCH_PROFILE=quick $(VENV_PY) -m loadtests.bench
+
+bench-capacity: up ## ws_capacity: ramp 10,000 WebSockets through nginx; held, handshake latency, KiB per connection
+	$(VENV_PY) -m loadtests.bench.capacity
+
+bench-edge: up ## HTTP/1.1 vs HTTP/2 at the edge (h2load): req/s side by side for both services
+	$(VENV_PY) -m loadtests.bench.edge
 
 locust: up ## Locust web UI on 127.0.0.1:8089, distributed: one master + LOCUST_WORKERS (default one per core)
 	@$(STACK_ENV); set -x; $(VENV)/bin/locust \

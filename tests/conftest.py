@@ -37,6 +37,15 @@ class StackHandle(PrometheusQueries):
         return self.public_url.replace("http://", "ws://", 1)
 
     @property
+    def tls_url(self) -> str:
+        return self.settings.url("https")
+
+    @property
+    def tls_ca(self) -> Path:
+        """The TLS port's self-signed certificate, which clients trust as its own CA."""
+        return self.settings.state_dir / "tls" / "cert.pem"
+
+    @property
     def prometheus_url(self) -> str:
         return self.settings.url("prometheus")
 

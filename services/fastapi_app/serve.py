@@ -15,6 +15,7 @@ import sys
 import uvicorn
 
 from fastapi_app.settings import INTERFACE, SERVICE, load_asgi_settings
+from gateway_common.limits import LISTEN_BACKLOG, connection_limit
 from gateway_common.logging import log_config_dict
 from gateway_common.settings import ConfigError
 
@@ -62,6 +63,10 @@ def main() -> int:
         ws_ping_interval=20,
         ws_ping_timeout=20,
         timeout_keep_alive=settings.keepalive_s,
+        # Past its open-file limit a worker answers HTTP with 503 instead of failing accept();
+        # WebSocket upgrades bypass this check (the edge caps them: stackctl.capacity).
+        limit_concurrency=connection_limit(),
+        backlog=LISTEN_BACKLOG,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         root_path=settings.root_path,

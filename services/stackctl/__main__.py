@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from stackctl import docker, native
+from stackctl import capacity, docker, native, tls
 from stackctl.addresses import MODE_MARKER, format_env, running_mode, stack_env
 from stackctl.settings import Settings, SettingsError, load_settings
 
@@ -46,6 +46,9 @@ def _print_urls(settings: Settings, mode: str) -> None:
     print(f"  Flask (WSGI)        {public}/wsgi/healthz")
     print(f"  FastAPI (ASGI)      {public}/asgi/healthz   docs: {public}/asgi/docs")
     print(f"  WebSocket echo      {env['WS_URL']}/asgi/ws/echo")
+    print(
+        f"  TLS, HTTP/2         {env['TLS_URL']}/   (self-signed unless TLS_CERT/TLS_KEY are set)"
+    )
     print(f"  Prometheus          {prometheus}/targets")
     if grafana and docker.replica_hosts(settings, "grafana"):
         print(f"  Grafana             {grafana}/")
@@ -187,7 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.profile)
         return HANDLERS[args.command](args, settings)
-    except (SettingsError, native.NativeStackError) as error:
+    except (
+        SettingsError,
+        native.NativeStackError,
+        capacity.CapacityError,
+        tls.TlsError,
+    ) as error:
         print(f"stackctl: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

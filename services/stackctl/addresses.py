@@ -30,7 +30,7 @@ def running_mode(settings: Settings) -> str | None:
 def stack_env(settings: Settings, mode: str) -> dict[str, str]:
     """Addresses of the stack ``mode`` runs for ``settings``, as environment variables."""
     if mode == "docker":
-        # Compose publishes only the public port, Prometheus and Grafana (docker-compose.yml);
+        # Compose publishes only the public ports, Prometheus and Grafana (docker-compose.yml);
         # the Locust exporter and its file discovery live inside the compose network.
         public = docker.public_url(settings)
         _, http_port = split_bind("HTTP_PORT", _docker_port(settings, "HTTP_PORT", "public"))
@@ -38,12 +38,15 @@ def stack_env(settings: Settings, mode: str) -> dict[str, str]:
             "PROMETHEUS_PORT", _docker_port(settings, "PROMETHEUS_PORT", "prometheus")
         )
         grafana_port = settings.environ.get("GRAFANA_PORT") or str(DOCKER_GRAFANA_PORT)
+        _, https_port = split_bind("HTTPS_PORT", _docker_port(settings, "HTTPS_PORT", "https"))
         return {
             "STACK_MODE": mode,
             "HTTP_PORT": str(http_port),
+            "HTTPS_PORT": str(https_port),
             "PROMETHEUS_PORT": str(prometheus_port),
             "PUBLIC_URL": public,
             "WS_URL": public.replace("http://", "ws://", 1),
+            "TLS_URL": f"https://{HOST}:{https_port}",
             "PROMETHEUS_URL": f"http://{HOST}:{prometheus_port}",
             "GRAFANA_URL": f"http://{HOST}:{grafana_port}",
         }
@@ -52,9 +55,11 @@ def stack_env(settings: Settings, mode: str) -> dict[str, str]:
         "STACK_PROFILE": settings.profile,
         "STATE_DIR": str(settings.state_dir),
         "HTTP_PORT": str(settings.ports["public"]),
+        "HTTPS_PORT": str(settings.ports["https"]),
         "PROMETHEUS_PORT": str(settings.ports["prometheus"]),
         "PUBLIC_URL": settings.url("public"),
         "WS_URL": f"ws://{settings.address('public')}",
+        "TLS_URL": settings.url("https"),
         "PROMETHEUS_URL": settings.url("prometheus"),
         # Where Locust's exporter listens and announces itself to Prometheus (file discovery).
         "LOCUST_METRICS_BIND": settings.address("locust_metrics"),

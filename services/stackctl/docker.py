@@ -7,6 +7,7 @@ then until nginx has answered from every app replica (`SCALE=N`; docs/docker.md)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -14,7 +15,7 @@ import urllib.request
 
 import yaml
 
-from stackctl import images
+from stackctl import images, tls
 from stackctl.engine import compose_version, engine_answers
 from stackctl.settings import Settings, split_bind
 
@@ -110,6 +111,16 @@ def up(settings: Settings) -> int:
     summary = images.report(outcomes)
     if summary:
         print(summary, flush=True)
+    # The TLS port's certificate, made on this host like natively and bind-mounted into nginx.
+    certificate = tls.ensure_certificate(settings.state_dir, settings.environ)
+    settings = dataclasses.replace(
+        settings,
+        environ={
+            **settings.environ,
+            tls.CERT_ENV: str(certificate.cert),
+            tls.KEY_ENV: str(certificate.key),
+        },
+    )
     skipped = set(images.unavailable_services(outcomes))
     services = [name for name in default_services(settings) if name not in skipped]
     code = compose(settings, "up", "--build", "--wait", "--detach", "--remove-orphans", *services)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stackctl import processes
+from stackctl import capacity, processes, tls
 from stackctl.render import render_file, static_discovery
 from stackctl.settings import HOST, Settings
 
@@ -113,8 +113,12 @@ def _prepare_nginx(settings: Settings) -> tuple[Path, dict[str, str]]:
         if user_directive:
             nobody = pwd.getpwnam("nobody")
             os.chown(run_dir / temp, nobody.pw_uid, nobody.pw_gid)
+    certificate = tls.ensure_certificate(settings.state_dir, settings.environ)
     values = {
-        "NGINX_WORKER_PROCESSES": "auto",
+        **edge_limits(settings).nginx_values(),
+        "NGINX_TLS_LISTEN": settings.address("https"),
+        "NGINX_TLS_CERT": str(certificate.cert),
+        "NGINX_TLS_KEY": str(certificate.key),
         "NGINX_RUN_DIR": str(run_dir),
         "NGINX_ERROR_LOG": str(settings.logs_dir / "nginx-error.log"),
         "NGINX_ACCESS_LOG": str(settings.logs_dir / "nginx-access.log"),
@@ -132,6 +136,14 @@ def _prepare_nginx(settings: Settings) -> tuple[Path, dict[str, str]]:
         "RATE_LIMIT_EXEMPT": rate_limit_exempt(settings),
     }
     return run_dir, values
+
+
+def edge_limits(settings: Settings) -> capacity.EdgeLimits:
+    """The connection limits, from this machine's per-process hard limit on open files."""
+    try:
+        return capacity.limits_from_env(settings.environ, capacity.native_nofile())
+    except capacity.CapacityError as error:
+        raise NativeStackError(str(error)) from None
 
 
 def rate_limit_exempt(settings: Settings) -> str:
@@ -305,7 +317,7 @@ def components(settings: Settings, rendered: RenderedConfigs) -> list[Component]
             name="nginx",
             argv=nginx_command(settings, rendered, "-g", "daemon off;"),
             health_url=probe_url(settings, "nginx"),
-            port_names=("public", "nginx_status"),
+            port_names=("public", "https", "nginx_status"),
             env=plain_env,
         ),
         Component(
@@ -387,6 +399,9 @@ def up(settings: Settings, say: Printer = print) -> None:
     becomes healthy), what this call started is stopped again: a failed `up` leaves no port
     of ours listening.
     """
+    # Every process inherits it: Uvicorn and Gunicorn size themselves on their soft limit, and
+    # nginx's workers take worker_rlimit_nofile (the same number) from the master.
+    capacity.raise_soft_nofile(capacity.native_nofile())
     for program in SYSTEM_PROGRAMS:
         find_program(program)
     settings.state_dir.mkdir(parents=True, exist_ok=True)

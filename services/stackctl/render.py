@@ -4,7 +4,10 @@ The same renderer serves both run modes, so Docker and native mode read one conf
 Only upper-case ``${NAME}`` placeholders are replaced; everything else (nginx's ``$host``,
 Prometheus's ``$1``) is left alone. A placeholder with no value is an error, never an empty string.
 
-Usage: python -m stackctl.render TEMPLATE OUTPUT [TEMPLATE OUTPUT ...]
+Usage: python -m stackctl.render [--container-limits] TEMPLATE OUTPUT [TEMPLATE OUTPUT ...]
+
+--container-limits (Docker mode) adds the connection limits that stackctl.capacity derives from
+CONTAINER_NOFILE, as native mode adds those derived from the machine's open-file limit.
 """
 
 from __future__ import annotations
@@ -53,13 +56,23 @@ def static_discovery(address: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    values: dict[str, str] = dict(os.environ)
+    if args[:1] == ["--container-limits"]:
+        from stackctl.capacity import CapacityError, container_limits
+
+        args = args[1:]
+        try:
+            values |= container_limits(os.environ).nginx_values()
+        except CapacityError as error:
+            print(f"render: {error}", file=sys.stderr)
+            return 1
     if not args or len(args) % 2:
         print(__doc__, file=sys.stderr)
         return 2
     pairs = list(zip(args[::2], args[1::2], strict=True))
     try:
         for template, output in pairs:
-            render_file(Path(template), Path(output), os.environ)
+            render_file(Path(template), Path(output), values)
             print(f"rendered {template} -> {output}")
     except (MissingVariablesError, OSError) as error:
         print(f"render: {error}", file=sys.stderr)

@@ -17,6 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 BASE_PORTS: dict[str, int] = {
     "public": 8080,
+    "https": 8443,
     "nginx_status": 8081,
     "wsgi": 8001,
     "asgi": 8002,
@@ -30,8 +31,12 @@ BASE_PORTS: dict[str, int] = {
     "redis_exporter": 9121,
 }
 PROFILE_PORT_OFFSETS: dict[str, int] = {"default": 0, "test": 10000, "chaos": 20000}
-# Only the two ports a user looks at may be moved from the environment, like in Docker mode.
-PORT_OVERRIDES: dict[str, str] = {"public": "HTTP_PORT", "prometheus": "PROMETHEUS_PORT"}
+# Only the ports a user looks at may be moved from the environment, like in Docker mode.
+PORT_OVERRIDES: dict[str, str] = {
+    "public": "HTTP_PORT",
+    "https": "HTTPS_PORT",
+    "prometheus": "PROMETHEUS_PORT",
+}
 HOST = "127.0.0.1"
 
 
@@ -51,7 +56,8 @@ class Settings:
         return f"{HOST}:{self.ports[name]}"
 
     def url(self, name: str, path: str = "") -> str:
-        return f"http://{self.address(name)}{path}"
+        scheme = "https" if name == "https" else "http"
+        return f"{scheme}://{self.address(name)}{path}"
 
     @property
     def redis_url(self) -> str:

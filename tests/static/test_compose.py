@@ -32,10 +32,10 @@ REDIS_TEMPLATE = ROOT / "services" / "redis" / "redis.conf.template"
 TEMPLATES = (NGINX_TEMPLATE, PROMETHEUS_TEMPLATE, REDIS_TEMPLATE)
 
 try:
-    from stackctl import render
+    from stackctl import capacity, render, tls
 except ImportError:  # not installed into the environment: use the source tree
     sys.path.insert(0, str(ROOT / "services"))
-    from stackctl import render
+    from stackctl import capacity, render, tls
 
 pytestmark = pytest.mark.static
 
@@ -52,12 +52,15 @@ ROOT_ALLOWED = {
 }
 # The only published ports: container port -> where it may be bound on the host.
 PUBLISHED = {
-    "nginx": {8080: {None, "0.0.0.0"}},
+    "nginx": {8080: {None, "0.0.0.0"}, 8443: {None, "0.0.0.0"}},
     "prometheus": {9090: {"127.0.0.1"}},
     "grafana": {3000: {"127.0.0.1"}},
     "locust-master": {8089: {"127.0.0.1"}},
 }
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|(^|_)KEY($|_)|CREDENTIAL")
+# Names that look secret but hold a file's path: the TLS key itself never enters the compose
+# file or .env, only where it lives (a bind mount's source).
+NOT_SECRETS = {"TLS_KEY", "NGINX_TLS_KEY"}
 PINNED_TAG = re.compile(r"^v?\d+\.\d+\.\d+(?:-[a-z0-9]+(?:[.-][a-z0-9]+)*)?$")
 LOCAL_IMAGE = re.compile(r"^gateway-lab/[a-z0-9-]+:local$")
 
@@ -167,7 +170,8 @@ def volume_entries(service: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(entry, dict):
             entries.append(entry)
             continue
-        source, target, *options = entry.split(":")
+        # A bind mount's path may come from the environment (its default, here).
+        source, target, *options = interpolate(entry, {}).split(":")
         kind = "bind" if source.startswith((".", "/", "~")) else "volume"
         entries.append(
             {
@@ -359,7 +363,7 @@ def test_only_nginx_is_published_on_every_interface(services: dict[str, dict[str
         assert "expose" not in service, f"{name}: `expose` is documentation only; remove it"
     for name in APP_SERVICES + ("nginx-exporter", "node-exporter", "cadvisor", "config"):
         assert "ports" not in services[name], name
-    assert services["nginx"]["ports"] == ["${HTTP_PORT:-8080}:8080"]
+    assert services["nginx"]["ports"] == ["${HTTP_PORT:-8080}:8080", "${HTTPS_PORT:-8443}:8443"]
 
 
 def test_services_share_the_gateway_network(compose: dict[str, Any]) -> None:
@@ -399,7 +403,7 @@ def test_app_services_are_hardened_and_identically_sized(
     assert fastapi_env.get("REDIS_URL", "").startswith("redis://")
     assert "CHAT_BUS_DIR" not in fastapi_env
     assert len(limits) == 1, f"flask and fastapi differ: {limits}"
-    assert limits.pop()[:2] == ("${SERVICE_CPUS:-1.0}", "${SERVICE_MEMORY:-512m}")
+    assert limits.pop()[:2] == ("${SERVICE_CPUS:-1.0}", "${SERVICE_MEMORY:-1g}")
 
 
 def test_services_run_unprivileged(services: dict[str, dict[str, Any]]) -> None:
@@ -419,12 +423,12 @@ def test_no_secret_has_a_default(compose: dict[str, Any]) -> None:
     secrets = set()
     for text in strings(compose):
         for match in references(text):
-            if SECRET_NAME.search(variable(match)):
+            if SECRET_NAME.search(variable(match)) and variable(match) not in NOT_SECRETS:
                 secrets.add(variable(match))
                 assert match.group("op") in (":?", "?"), f"{match.group(0)} has a default"
     for name, service in compose["services"].items():
         for key, value in environment(service).items():
-            if SECRET_NAME.search(key):
+            if SECRET_NAME.search(key) and key not in NOT_SECRETS:
                 assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]+\}", value), f"{name}: {key}={value}"
     assert "GRAFANA_ADMIN_PASSWORD" in secrets
     example = env_example()
@@ -493,12 +497,22 @@ def test_dot_env_is_git_ignored() -> None:
 # --------------------------------------------------------------------------- config templates
 
 
+CAPACITY_INPUTS = {"CONTAINER_NOFILE", "SERVICE_MEMORY"}
+
+
+def derived_by_config(config: dict[str, Any]) -> set[str]:
+    """Placeholders `render --container-limits` fills from stackctl.capacity."""
+    if "--container-limits" not in config["command"]:
+        return set()
+    return set(capacity.edge_limits(16384, 2).nginx_values())
+
+
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
 def test_config_service_fills_every_template_placeholder(
     services: dict[str, dict[str, Any]], template: Path
 ) -> None:
     needed = render.placeholders(template.read_text())
-    provided = set(environment(services["config"]))
+    provided = set(environment(services["config"])) | derived_by_config(services["config"])
     assert needed <= provided, f"config service lacks {sorted(needed - provided)}"
 
 
@@ -506,7 +520,8 @@ def test_config_service_sets_nothing_the_templates_do_not_use(
     services: dict[str, dict[str, Any]],
 ) -> None:
     used = set().union(*(render.placeholders(template.read_text()) for template in TEMPLATES))
-    extra = set(environment(services["config"])) - used
+    # The inputs of the derived limits are read by stackctl.capacity, not by a template.
+    extra = set(environment(services["config"])) - used - CAPACITY_INPUTS
     assert not extra, f"config service sets unused {sorted(extra)}"
 
 
@@ -514,7 +529,7 @@ def test_config_service_renders_from_read_only_templates_into_the_shared_volume(
     services: dict[str, dict[str, Any]],
 ) -> None:
     config = services["config"]
-    command = config["command"]
+    command = [part for part in config["command"] if part != "--container-limits"]
     assert command[:3] == ["python", "-m", "stackctl.render"]
     pairs = list(zip(command[3::2], command[4::2], strict=True))
     mounts = {v["target"]: v for v in volume_entries(config)}
@@ -540,12 +555,19 @@ def test_config_service_renders_from_read_only_templates_into_the_shared_volume(
     assert environment(config)["NGINX_USER_DIRECTIVE"] == ""
 
 
-def rendered(services: dict[str, dict[str, Any]], template: Path) -> str:
-    # Compose fills ${GATEWAY_SUBNET:-...} and the like before the renderer sees the values.
+def config_values(services: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """What the config service's renderer sees: compose fills ${GATEWAY_SUBNET:-...} and the
+    like, then `--container-limits` adds the limits stackctl.capacity derives from them."""
     values = {
         name: interpolate(value, {}) for name, value in environment(services["config"]).items()
     }
-    return render.render_text(template.read_text(), values, source=str(template))
+    if "--container-limits" in services["config"]["command"]:
+        values |= capacity.container_limits(values).nginx_values()
+    return values
+
+
+def rendered(services: dict[str, dict[str, Any]], template: Path) -> str:
+    return render.render_text(template.read_text(), config_values(services), source=str(template))
 
 
 def test_rendered_nginx_config_matches_the_compose_services(
@@ -560,9 +582,15 @@ def test_rendered_nginx_config_matches_the_compose_services(
         assert port == "8000", host
         bind = "WSGI_BIND" if host == "flask" else "ASGI_BIND"
         assert environment(services[host])[bind] == f"0.0.0.0:{port}"
-    listens = set(re.findall(r"^\s*listen\s+(\S+);", text, re.MULTILINE))
-    assert listens == {"8080", "8081"}
-    assert [parse_port(p)[1] for p in nginx["ports"]] == [int(env["NGINX_PUBLIC_LISTEN"])]
+    listens = set(re.findall(r"^\s*listen\s+([^\s;]+)", text, re.MULTILINE))
+    assert listens == {"8080", "8443", "8081"}
+    assert [parse_port(p)[1] for p in nginx["ports"]] == [
+        int(env["NGINX_PUBLIC_LISTEN"]),
+        int(env["NGINX_TLS_LISTEN"]),
+    ]
+    mounts = {v["target"]: v for v in volume_entries(nginx)}
+    for name in ("NGINX_TLS_CERT", "NGINX_TLS_KEY"):
+        assert mounts[env[name]]["read_only"], name
     status = env["NGINX_STATUS_LISTEN"]
     assert f"http://127.0.0.1:{status}/healthz" in nginx["healthcheck"]["test"]
     exporter = services["nginx-exporter"]["command"]
@@ -643,8 +671,11 @@ def test_docker_render_passes_nginx_t(services: dict[str, dict[str, Any]], tmp_p
     (nginx -t resolves them, and flask/fastapi only resolve inside the compose network)."""
     nginx = find_tool("nginx")
     assert nginx, "no nginx binary: `make setup` installs it"
-    values = {k: interpolate(v, {}) for k, v in environment(services["config"]).items()}
+    values = config_values(services)
     values |= {"WSGI_UPSTREAM": "127.0.0.1:8000", "ASGI_UPSTREAM": "127.0.0.2:8000"}
+    # A throwaway certificate where the container mounts the TLS pair.
+    pair = tls.ensure_certificate(tmp_path, {})
+    values |= {"NGINX_TLS_CERT": str(pair.cert), "NGINX_TLS_KEY": str(pair.key)}
     values["NGINX_RUN_DIR"] = str(tmp_path)  # /tmp/nginx is a tmpfs in the container
     conf = tmp_path / "nginx.conf"
     conf.write_text(render.render_text(NGINX_TEMPLATE.read_text(), values))

@@ -53,6 +53,13 @@ GIXY_SKIPPED_CHECKS = {
     # already decoded and normalised. That is what we want: the services get canonical paths, and
     # nothing private is routed to them (metrics and status live on ports nginx never proxies).
     "proxy_pass_normalized": "prefix stripping on normalised URIs is intended",
+    # HSTS is per host name, not per port: sent from https://localhost:8443 it would make
+    # browsers upgrade http://localhost:8080 (the plain port, which speaks no TLS) and break it.
+    "hsts_header": "the plain port shares the host name and must stay reachable",
+    # worker_connections already counts both sides of a proxied request, one descriptor each;
+    # stackctl.capacity sets it to worker_rlimit_nofile minus a reserve. Doubling the limit
+    # would halve the connections the same descriptor budget holds.
+    "worker_rlimit_nofile_vs_connections": "worker_connections counts upstream sockets too",
 }
 
 
