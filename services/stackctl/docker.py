@@ -7,7 +7,6 @@ then until nginx has answered from every app replica (`SCALE=N`; docs/docker.md)
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import time
@@ -36,10 +35,21 @@ def _compose_command(settings: Settings, *args: str) -> list[str]:
     return ["docker", "compose", "--project-directory", str(settings.repo_root), *args]
 
 
+def compose_env(settings: Settings) -> dict[str, str]:
+    """The environment of every compose call: the same certificate paths whatever the call is,
+    or compose would see nginx's mounts change and recreate it."""
+    certificate = tls.certificate_paths(settings.state_dir, settings.environ)
+    return {
+        **settings.environ,
+        tls.CERT_ENV: str(certificate.cert),
+        tls.KEY_ENV: str(certificate.key),
+    }
+
+
 def compose(settings: Settings, *args: str) -> int:
     command = _compose_command(settings, *args)
     return subprocess.run(
-        command, cwd=settings.repo_root, env=settings.environ, stdin=subprocess.DEVNULL
+        command, cwd=settings.repo_root, env=compose_env(settings), stdin=subprocess.DEVNULL
     ).returncode
 
 
@@ -47,7 +57,7 @@ def compose_output(settings: Settings, *args: str) -> str:
     result = subprocess.run(
         _compose_command(settings, *args),
         cwd=settings.repo_root,
-        env=settings.environ,
+        env=compose_env(settings),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -112,15 +122,7 @@ def up(settings: Settings) -> int:
     if summary:
         print(summary, flush=True)
     # The TLS port's certificate, made on this host like natively and bind-mounted into nginx.
-    certificate = tls.ensure_certificate(settings.state_dir, settings.environ)
-    settings = dataclasses.replace(
-        settings,
-        environ={
-            **settings.environ,
-            tls.CERT_ENV: str(certificate.cert),
-            tls.KEY_ENV: str(certificate.key),
-        },
-    )
+    tls.ensure_certificate(settings.state_dir, settings.environ)
     skipped = set(images.unavailable_services(outcomes))
     services = [name for name in default_services(settings) if name not in skipped]
     code = compose(settings, "up", "--build", "--wait", "--detach", "--remove-orphans", *services)

@@ -33,20 +33,27 @@ def tls_dir(state_dir: Path) -> Path:
     return state_dir / "tls"
 
 
-def ensure_certificate(state_dir: Path, environ: dict[str, str]) -> Certificate:
+def certificate_paths(state_dir: Path, environ: dict[str, str]) -> Certificate:
+    """Where the pair is (the user's, else the self-signed one's place), made or not."""
     cert, key = environ.get(CERT_ENV, "").strip(), environ.get(KEY_ENV, "").strip()
     if cert or key:
         if not (cert and key):
             raise TlsError(f"set both {CERT_ENV} and {KEY_ENV}, or neither (self-signed)")
-        pair = Certificate(Path(cert).resolve(), Path(key).resolve(), self_signed=False)
+        return Certificate(Path(cert).resolve(), Path(key).resolve(), self_signed=False)
+    folder = tls_dir(state_dir)
+    return Certificate(folder / "cert.pem", folder / "key.pem", self_signed=True)
+
+
+def ensure_certificate(state_dir: Path, environ: dict[str, str]) -> Certificate:
+    pair = certificate_paths(state_dir, environ)
+    if not pair.self_signed:
         for path, name in ((pair.cert, CERT_ENV), (pair.key, KEY_ENV)):
             if not path.is_file():
                 raise TlsError(f"{name}={path}: no such file")
         return pair
-    folder = tls_dir(state_dir)
-    pair = Certificate(folder / "cert.pem", folder / "key.pem", self_signed=True)
     if pair.cert.is_file() and pair.key.is_file():
         return pair
+    folder = pair.cert.parent
     openssl = shutil.which("openssl")
     if openssl is None:
         raise TlsError(

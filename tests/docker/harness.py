@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from stackctl import docker, images
 from stackctl.settings import REPO_ROOT, Settings, load_settings
@@ -25,6 +26,7 @@ DOCKER_TEST_ENV = {
     # Below Linux's ephemeral range (32768+): a port there may be held by any client socket,
     # such as the other suites' load tests, and the engine's port proxy then cannot bind it.
     "HTTP_PORT": "127.0.0.1:31080",
+    "HTTPS_PORT": "127.0.0.1:31443",
     "PROMETHEUS_PORT": "31090",
     "GRAFANA_PORT": "31300",
     "LOCUST_PORT": "31089",
@@ -62,6 +64,15 @@ class DockerStack(PrometheusQueries):
     @property
     def ws_url(self) -> str:
         return self.public_url.replace("http://", "ws://", 1)
+
+    @property
+    def tls_url(self) -> str:
+        return f"https://{self.settings.address('https')}"
+
+    @property
+    def tls_ca(self) -> Path:
+        """The self-signed certificate `make up` made for nginx's TLS port."""
+        return self.settings.state_dir / "tls" / "cert.pem"
 
     @property
     def prometheus_url(self) -> str:

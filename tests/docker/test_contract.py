@@ -30,6 +30,13 @@ from tests.integration.test_stack import (  # noqa: F401
     test_websocket_echo_through_nginx,
     test_websocket_message_over_the_limit_closes_with_1009,
 )
+from tests.integration.test_tls import (  # noqa: F401
+    test_both_services_answer_over_http2,
+    test_internal_endpoints_are_404_on_the_tls_port,
+    test_sse_streams_over_http2,
+    test_tls_port_offers_h2_and_http11_by_alpn,
+    test_wss_echo_through_the_tls_port,
+)
 
 pytestmark = pytest.mark.docker
 

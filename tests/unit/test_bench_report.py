@@ -456,16 +456,21 @@ def test_open_model_options():
     assert parse(["--model", "closed"], environ={}).model == "closed"
 
 
-def test_bench_defaults_follow_the_running_stack():
+def test_bench_defaults_follow_the_running_stack(tmp_path):
     # The stack `make up` started: its profile, offset and port overrides (stackctl's settings).
-    env = {"STACK_PORT_OFFSET": "500"}
+    # Its own state folder, so a stack running in this checkout changes nothing here.
+    env = {"STACK_PORT_OFFSET": "500", "STATE_DIR": str(tmp_path)}
     opts = parse([], environ=env)
     assert opts.url == "http://127.0.0.1:8580" and opts.prometheus_url == "http://127.0.0.1:9590"
     assert opts.metrics_bind == "127.0.0.1:10146"
     assert opts.targets_dir.endswith("prometheus-targets")
-    opts = parse([], environ={"STACK_PROFILE": "test", "HTTP_PORT": "9999"})
+    opts = parse(
+        [], environ={"STACK_PROFILE": "test", "HTTP_PORT": "9999", "STATE_DIR": str(tmp_path)}
+    )
     assert opts.url == "http://127.0.0.1:18080" and opts.metrics_bind == "127.0.0.1:19646"
-    assert parse([], environ={"HTTP_PORT": "9999"}).url == "http://127.0.0.1:9999"
+    assert parse([], environ={"HTTP_PORT": "9999", "STATE_DIR": str(tmp_path)}).url == (
+        "http://127.0.0.1:9999"
+    )
     explicit = {"PROMETHEUS_TARGETS_DIR": "/elsewhere", "LOCUST_METRICS_BIND": "127.0.0.1:1"}
     opts = parse(["--url", "http://127.0.0.1:1234"], environ=explicit)
     assert (opts.url, opts.targets_dir, opts.metrics_bind) == (
