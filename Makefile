@@ -29,7 +29,7 @@ GRAFANA_SCHEMA_DIR := tests/static/grafana_schema
 NODE_APT_PACKAGES := nodejs npm
 
 
-.PHONY: bench bench-quick bench-capacity bench-edge locust reload chaos
+.PHONY: bench bench-quick bench-capacity bench-edge locust reload chaos lab
 .PHONY: help setup system-deps node-deps docker-deps up down reload status logs test test-unit test-static test-integration test-docker chaos lint format clean
 
 help: ## list the targets
@@ -140,6 +140,9 @@ locust: up ## Locust web UI on 127.0.0.1:8089, distributed: one master + LOCUST_
 	@$(STACK_ENV); set -x; $(VENV)/bin/locust \
 	  -f loadtests/locustfile.py --host "$$PUBLIC_URL" \
 	  --web-host 127.0.0.1 --processes $${LOCUST_WORKERS:--1} --target $${LOCUST_TARGET:-asgi}
+
+lab: setup ## list the labs; NAME=<lab> runs one against the running stack (N=, MS= where it takes them)
+	@$(STACK_ENV); $(VENV_PY) -m loadtests.lab $(NAME) $(if $(N),--n $(N)) $(if $(MS),--ms $(MS))
 
 lint: setup ## ruff, hadolint and the nginx config analyser (gixy)
 	$(VENV)/bin/ruff check .
