@@ -24,7 +24,7 @@ CALIBRATION_REQUESTS = 3
 #: ASGI/WSGI throughput ratio counted as "no speed-up": above the high end async would have
 #: helped; below the low end the event loops were unevenly loaded (connections land on loops
 #: unevenly, while a sync worker takes a request only when free).
-RATIO_BAND = (0.6, 1.4)
+RATIO_BAND = (0.5, 1.4)
 #: Measured parallelism may exceed the bound by this much (timer and scheduling noise).
 PARALLELISM_SLACK = 1.15
 

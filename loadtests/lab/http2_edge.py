@@ -11,6 +11,7 @@ import asyncio
 import socket
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,39 +25,36 @@ CONNECT_TIMEOUT_S = 3.0
 
 @dataclass(frozen=True)
 class Http2Measurement:
-    https_url: str | None
+    tls_url: str | None
     alpn: str | None
     #: interface -> the HTTP version it answered over, and the status.
     answers: dict[str, tuple[str, int]]
 
 
-def _loopback_tls() -> ssl.SSLContext:
-    # The edge's certificate is the stack's own (self-signed, for loopback): the lab checks the
-    # protocol it negotiates, not who signed it.
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+def edge_tls(ca: Path | None) -> ssl.SSLContext:
+    """Trusts the stack's own certificate (self-signed unless TLS_CERT names one) and offers h2."""
+    context = ssl.create_default_context(cafile=str(ca) if ca and ca.is_file() else None)
     context.set_alpn_protocols(["h2", "http/1.1"])
     return context
 
 
-def negotiated_alpn(https_url: str) -> str | None:
-    """The protocol the edge picks in the TLS handshake; None when nothing answers there."""
-    parts = urlsplit(https_url)
+def negotiated_alpn(tls_url: str, ca: Path | None) -> str | None:
+    """The protocol the edge picks in the TLS handshake; None when no TLS answers there."""
+    parts = urlsplit(tls_url)
     try:
         with (
             socket.create_connection((parts.hostname, parts.port or 443), CONNECT_TIMEOUT_S) as raw,
-            _loopback_tls().wrap_socket(raw, server_hostname=parts.hostname) as tls,
+            edge_tls(ca).wrap_socket(raw, server_hostname=parts.hostname) as tls,
         ):
             return tls.selected_alpn_protocol()
     except (OSError, ssl.SSLError):
         return None
 
 
-async def _answers(https_url: str) -> dict[str, tuple[str, int]]:
+async def _answers(tls_url: str, ca: Path | None) -> dict[str, tuple[str, int]]:
     answers = {}
     async with httpx.AsyncClient(
-        base_url=https_url, http2=True, verify=_loopback_tls(), timeout=10
+        base_url=tls_url, http2=True, verify=edge_tls(ca), timeout=10
     ) as c:
         for interface in ("wsgi", "asgi"):
             response = await c.get(f"/{interface}/hello")
@@ -74,7 +72,7 @@ def run(stack: LabStack, knobs: Knobs, console: Console) -> LabResult:
         ),
     )
     console.expect(prediction)
-    if stack.https_url is None:
+    if stack.tls_url is None:
         console.say("This stack has no HTTPS port at the edge: HTTP/2 is not in this stack yet.")
         got = Http2Measurement(None, None, {})
         verdict = Verdict(
@@ -82,22 +80,22 @@ def run(stack: LabStack, knobs: Knobs, console: Console) -> LabResult:
         )
         console.verdict(verdict)
         return LabResult(prediction, got, verdict)
-    console.say(f"TLS handshake with {stack.https_url}, offering h2 ...")
-    alpn = negotiated_alpn(stack.https_url)
+    console.say(f"TLS handshake with {stack.tls_url}, offering h2 ...")
+    alpn = negotiated_alpn(stack.tls_url, stack.tls_ca)
     console.say(f"  negotiated: {alpn or 'nothing (no TLS answer)'}")
     if alpn != "h2":
-        got = Http2Measurement(stack.https_url, alpn, {})
+        got = Http2Measurement(stack.tls_url, alpn, {})
         verdict = Verdict(
             "http2-edge",
             Outcome.SKIPPED,
-            notes=(f"{stack.https_url} does not negotiate h2 (ALPN: {alpn})",),
+            notes=(f"{stack.tls_url} does not negotiate h2 (ALPN: {alpn})",),
         )
         console.verdict(verdict)
         return LabResult(prediction, got, verdict)
-    answers = asyncio.run(_answers(stack.https_url))
+    answers = asyncio.run(_answers(stack.tls_url, stack.tls_ca))
     for interface, (version, status) in answers.items():
         console.say(f"  GET /{interface}/hello -> {status} over {version}")
-    got = Http2Measurement(stack.https_url, alpn, answers)
+    got = Http2Measurement(stack.tls_url, alpn, answers)
     checks = tuple(
         Check(f"{interface} answered 200 over HTTP/2", 1, int(answer == ("HTTP/2", 200)), 1, 1)
         for interface, answer in answers.items()

@@ -20,9 +20,14 @@ from loadtests.lab.stack import LabStack
 
 MS = KnobSpec("ms", "the blocking call's duration in ms", default=500, low=200, high=3000)
 PING_INTERVAL_S = 0.02
-#: Rounds tried until one of the ping sockets shares the blocked loop (sockets land on loops as
-#: the workers accept them; with two sockets per loop one round nearly always suffices).
+#: Rounds of one blocking call through nginx, until one of the ping sockets shares the blocked
+#: loop (sockets and calls land on loops as the workers accept them, and nginx reuses its
+#: connections, so they may keep missing each other).
 MAX_ROUNDS = 3
+#: Then, natively, one call per loop straight at Uvicorn, this far apart: a blocked loop
+#: accepts no connection, so each next call lands on a loop not yet blocked, and every loop
+#: (with every ping socket) stalls.
+EVERY_LOOP_STAGGER_S = 0.05
 #: A ping on the blocked loop waits at least this share of the block (it may start mid-block).
 SPIKE_LOW = 0.6
 #: ... and at most the block plus this (scheduling on a busy machine).
@@ -40,6 +45,8 @@ class StallMeasurement:
     blocking_worst_s: tuple[float, ...]
     threadpool_worst_s: tuple[float, ...]
     baseline_worst_s: float
+    #: Whether the last round blocked every loop at once (straight at Uvicorn).
+    every_loop: bool = False
 
     @property
     def stalled_sockets(self) -> int:
@@ -77,7 +84,8 @@ def judge(got: StallMeasurement) -> Verdict:
     notes = (
         f"{got.stalled_sockets} of {got.sockets} ping sockets shared the blocked loop and "
         "stalled; the others are served by other workers' loops "
-        f"(their worst: {_others_ms(got):.0f} ms); rounds needed: {got.rounds}",
+        f"(their worst: {_others_ms(got):.0f} ms); rounds: {got.rounds}"
+        + ("; the last blocked every loop, one call each at Uvicorn" if got.every_loop else ""),
         f"pings before any call: worst {got.baseline_worst_s * 1000:.0f} ms",
     )
     return Verdict.from_checks("loop-stall", checks, notes)
@@ -98,11 +106,29 @@ async def _call_while_pinging(
     return tuple(p.worst_s(started, started + took) for p in pingers)
 
 
+async def _block_every_loop(
+    direct_url: str, pingers: list[client.Pinger], loops: int, block_ms: int, console: Console
+) -> tuple[float, ...]:
+    path = f"/io/blocking?ms={block_ms}"
+    console.say(f"  {loops} x GET {direct_url}{path}, {EVERY_LOOP_STAGGER_S * 1000:.0f} ms apart")
+    started = time.monotonic()
+
+    async def one(index: int) -> None:
+        await asyncio.sleep(index * EVERY_LOOP_STAGGER_S)
+        await client.get(direct_url, path, client.REQUEST_TIMEOUT_S)
+
+    await asyncio.gather(*(one(i) for i in range(loops)))
+    took = time.monotonic() - started
+    await asyncio.sleep(0.1)  # the last stalled pings come back
+    return tuple(p.worst_s(started, started + took) for p in pingers)
+
+
 async def _measure(
-    stack: LabStack, block_ms: int, sockets: int, console: Console
+    stack: LabStack, block_ms: int, loops: int, console: Console
 ) -> StallMeasurement:
+    sockets = 2 * loops
     blocking: tuple[float, ...] = ()
-    rounds = 0
+    every_loop = False
     async with client.ping_sockets(stack.ws_url, sockets, PING_INTERVAL_S) as pingers:
         console.say(
             f"  {sockets} WebSockets ping /asgi/ws/echo every {PING_INTERVAL_S * 1000:.0f} ms"
@@ -110,18 +136,27 @@ async def _measure(
         await asyncio.sleep(0.5)
         now = time.monotonic()
         baseline = max(p.worst_s(now - 0.5, now) for p in pingers)
-        for rounds in range(1, MAX_ROUNDS + 1):  # noqa: B007 (reported)
+        rounds = 0
+        while rounds < MAX_ROUNDS:
+            rounds += 1
             blocking = await _call_while_pinging(
                 stack, pingers, f"/asgi/io/blocking?ms={block_ms}", console
             )
             if max(blocking) >= SPIKE_LOW * block_ms / 1000:
                 break
-            console.say("  no ping socket shared that loop; again")
+            console.say("  no ping socket shared that loop")
+        else:
+            if stack.asgi_direct_url is not None:
+                rounds += 1
+                blocking = await _block_every_loop(
+                    stack.asgi_direct_url, pingers, loops, block_ms, console
+                )
+                every_loop = True
         await asyncio.sleep(0.2)
         threadpool = await _call_while_pinging(
             stack, pingers, f"/asgi/io/threadpool?ms={block_ms}", console
         )
-    return StallMeasurement(block_ms, sockets, rounds, blocking, threadpool, baseline)
+    return StallMeasurement(block_ms, sockets, rounds, blocking, threadpool, baseline, every_loop)
 
 
 def run(stack: LabStack, knobs: Knobs, console: Console) -> LabResult:
@@ -142,7 +177,7 @@ def run(stack: LabStack, knobs: Knobs, console: Console) -> LabResult:
         ),
     )
     console.expect(prediction)
-    got = asyncio.run(_measure(stack, block_ms, sockets, console))
+    got = asyncio.run(_measure(stack, block_ms, asgi.workers, console))
     verdict = judge(got)
     console.verdict(verdict)
     return LabResult(prediction, got, verdict)

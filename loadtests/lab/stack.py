@@ -12,9 +12,11 @@ import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from stackctl.addresses import running_mode, running_stack_env
 from stackctl.settings import Settings, SettingsError, load_settings
+from stackctl.tls import certificate_paths
 
 HEALTH_TIMEOUT_S = 5.0
 
@@ -44,8 +46,12 @@ class LabStack:
     ws_url: str
     #: Gunicorn's own port (native mode: loopback); None where it is not published (Docker).
     wsgi_direct_url: str | None
-    #: The edge's TLS port, when the stack has one (``HTTPS_URL``/``HTTPS_PORT``); else None.
-    https_url: str | None
+    #: Uvicorn's own port, likewise (its routes have no /asgi prefix there).
+    asgi_direct_url: str | None
+    #: The edge's TLS port (``TLS_URL``), when the stack has one; else None.
+    tls_url: str | None
+    #: The certificate that port presents, which the lab trusts as its own CA.
+    tls_ca: Path | None
     mode: str
 
     @classmethod
@@ -58,7 +64,9 @@ class LabStack:
             public_url=public,
             ws_url=env.get("WS_URL", public.replace("http://", "ws://", 1)).rstrip("/"),
             wsgi_direct_url=settings.url("wsgi") if native else None,
-            https_url=_https_url(env, settings),
+            asgi_direct_url=settings.url("asgi") if native else None,
+            tls_url=env["TLS_URL"].rstrip("/") if env.get("TLS_URL") else None,
+            tls_ca=certificate_paths(settings.state_dir, settings.environ).cert,
             mode=mode,
         )
 
@@ -88,11 +96,3 @@ class LabStack:
             threads=int(doc["threads"]),
             worker_class=str(doc["worker_class"]),
         )
-
-
-def _https_url(env: dict[str, str], settings: Settings) -> str | None:
-    """The edge's HTTPS address if this stack defines one (a stack without TLS has none)."""
-    if env.get("HTTPS_URL"):
-        return env["HTTPS_URL"].rstrip("/")
-    port = settings.ports.get("https") or env.get("HTTPS_PORT")
-    return f"https://127.0.0.1:{port}" if port else None

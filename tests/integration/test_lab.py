@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from loadtests.lab import cpu_bound, long_lived, loop_stall, race, slow_clients
+from loadtests.lab import cpu_bound, http2_edge, long_lived, loop_stall, race, slow_clients
 from loadtests.lab.catalog import BY_NAME, LABS
 from loadtests.lab.cli import run_lab
 from loadtests.lab.model import Knobs, LabResult, Outcome
@@ -122,16 +122,20 @@ def test_slow_clients_starve_gunicorn_only_without_nginx(stack):
     assert got.recovered == (200,) * slow_clients.PROBES
 
 
-def test_http2_edge_is_skipped_without_an_https_port_and_never_faked(stack):
+def test_http2_edge_serves_both_interfaces_or_says_it_is_not_there(stack):
     result, output = _run(stack, "http2-edge")
     lab_stack = LabStack.from_settings(stack.settings, "native")
     _consistent(result)
-    if lab_stack.https_url is None:
+    if lab_stack.tls_url is None:
         assert result.verdict.outcome is Outcome.SKIPPED
         assert result.verdict.checks == ()
         assert "not in this stack yet" in output
     else:
-        assert result.verdict.outcome is not Outcome.SKIPPED
+        # The stack has its TLS port: both services answer over HTTP/2 through it.
+        got: http2_edge.Http2Measurement = result.measurement
+        assert got.alpn == "h2"
+        assert got.answers == {"wsgi": ("HTTP/2", 200), "asgi": ("HTTP/2", 200)}
+        assert result.verdict.held
 
 
 def test_make_lab_lists_all_seven():
