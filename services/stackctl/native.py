@@ -134,6 +134,8 @@ def _prepare_nginx(settings: Settings) -> tuple[Path, dict[str, str]]:
         "ASGI_BACKEND": "asgi_service",
         "NGINX_RESOLVER_DIRECTIVE": "",
         "RATE_LIMIT_EXEMPT": rate_limit_exempt(settings),
+        # The lab page's fixed-query path (/lab/metrics.json) asks this Prometheus.
+        "PROMETHEUS_UPSTREAM": settings.address("prometheus"),
     }
     return run_dir, values
 
