@@ -4,8 +4,11 @@
 
 (() => {
   // A browser opens at most this many HTTP/1.1 connections to one host and queues the rest:
-  // the most requests this page can have in flight at once (WebSockets do not count).
+  // the most requests this page can have in flight at once (WebSockets do not count). Over
+  // HTTP/2 (the TLS port) every request is a stream on one connection, and the cap is gone.
   const BROWSER_CONNECTIONS_PER_HOST = 6;
+  const PAGE_PROTOCOL = (performance.getEntriesByType("navigation")[0] || {}).nextHopProtocol || "http/1.1";
+  const BROWSER_LIMIT = /^h[23]/.test(PAGE_PROTOCOL) ? Infinity : BROWSER_CONNECTIONS_PER_HOST;
   const RACE_N = { min: 1, max: 30 };
   const RACE_MS = { min: 10, max: 2000 };
   const STALL_MS = { min: 100, max: 3000 };
@@ -153,9 +156,12 @@
 
   function prediction(service, n, ms) {
     const capacity = capacities[service];
-    const effective = Math.min(capacity.value, BROWSER_CONNECTIONS_PER_HOST, n);
+    const effective = Math.min(capacity.value, BROWSER_LIMIT, n);
     const rounds = Math.ceil(n / effective);
-    const limit = capacity.value <= BROWSER_CONNECTIONS_PER_HOST ? String(capacity.value) : `min(${capacity.value === Infinity ? "∞" : capacity.value}, ${BROWSER_CONNECTIONS_PER_HOST} browser connections)`;
+    const shown = (value) => (value === Infinity ? "∞" : String(value));
+    let limit = shown(capacity.value);
+    if (capacity.value > BROWSER_LIMIT) limit = `min(${limit}, ${BROWSER_LIMIT} browser connections)`;
+    else if (BROWSER_LIMIT === Infinity && capacity.value === Infinity) limit = `min(∞, ${n})`;
     return {
       effective,
       totalMs: rounds * ms,
@@ -273,7 +279,7 @@
       showPrediction(n, ms);
       raceRuns += 1;
       performance.clearResourceTimings();
-      // One service after the other: they would otherwise share the browser's 6 connections.
+      // One service after the other: over HTTP/1.1 they would share the browser's 6 connections.
       const wsgi = await burst("wsgi", n, ms, raceRuns);
       const asgi = await burst("asgi", n, ms, raceRuns);
       lastRace = { run: raceRuns, n, ms, wsgi, asgi };
@@ -459,6 +465,10 @@
 
   function start() {
     performance.setResourceTimingBufferSize(1000);
+    $("race-protocol").textContent = BROWSER_LIMIT === Infinity
+      ? `This page came over ${PAGE_PROTOCOL}: every request is a stream on one connection, so all N are in flight at once.`
+      : `This page came over ${PAGE_PROTOCOL}: at most ${BROWSER_LIMIT} requests in flight at once (see below).`;
+    $("race").dataset.protocol = PAGE_PROTOCOL;
     $("race-form").addEventListener("submit", startRace);
     $("stall-form").addEventListener("submit", startStall);
     const room = chatRoom();
