@@ -17,11 +17,11 @@ STACK_ENV := stack_env="$$($(STACKCTL) env)" || exit 1; set -a; eval "$$stack_en
 # Debian packages native mode runs (Redis is the chat broker; the exporters feed the
 # Grafana/Prometheus views), and the browser the tests open the landing page and the bench report in.
 # openssl makes the TLS port's self-signed certificate; h2load (nghttp2-client) is the bench's
-# HTTP/2 client.
+# HTTP/2 client; wrk is the load generator of `make bench-overhead`.
 APT_PACKAGES := nginx prometheus prometheus-nginx-exporter prometheus-node-exporter \
-  redis-server prometheus-redis-exporter chromium openssl nghttp2-client
+  redis-server prometheus-redis-exporter chromium openssl nghttp2-client wrk
 SYSTEM_PROGRAMS := nginx prometheus promtool prometheus-nginx-exporter prometheus-node-exporter \
-  redis-server prometheus-redis-exporter chromium openssl h2load
+  redis-server prometheus-redis-exporter chromium openssl h2load wrk
 PYTEST_ARGS ?=
 # The dashboard schema check (tests/static/test_grafana_schema.py): Grafana's published TypeScript
 # schema and the compiler, pinned in package.json and package-lock.json, installed with npm ci.
@@ -29,7 +29,7 @@ GRAFANA_SCHEMA_DIR := tests/static/grafana_schema
 NODE_APT_PACKAGES := nodejs npm
 
 
-.PHONY: bench bench-quick bench-capacity bench-edge locust reload chaos lab
+.PHONY: bench bench-quick bench-capacity bench-edge bench-overhead locust reload chaos lab
 .PHONY: help setup system-deps node-deps docker-deps up down reload status logs test test-unit test-static test-integration test-docker chaos lint format clean
 
 help: ## list the targets
@@ -40,6 +40,7 @@ help: ## list the targets
 	@echo "  BENCH_TARGETS=wsgi,asgi  BENCH_USERS='io=10,25;hello=50'  BENCH_DURATION=s  BENCH_WARMUP=s"
 	@echo "  BENCH_MODEL=closed|open  BENCH_RATES='io=10,30' (open model, req/s offered)"
 	@echo "  BENCH_PROFILE=default|quick  BENCH_URL  BENCH_PROMETHEUS_URL  (see docs/benchmark.md)"
+	@echo "  make bench-overhead: BENCH_OVERHEAD_ROUNDS=3 BENCH_OVERHEAD_DURATION=10 BENCH_OVERHEAD_CONNECTIONS=32"
 	@echo
 	@echo "Quick start: make up   (demo on http://127.0.0.1:8080)   ·   make test   (the suite)"
 
@@ -65,7 +66,7 @@ system-deps: ## install nginx, Prometheus, Redis, the exporters and chromium (ap
 	else \
 	  echo "Missing programs:$$missing"; \
 	  echo "  Debian/Ubuntu: sudo apt-get install $(APT_PACKAGES)"; \
-	  echo "  macOS:         brew install nginx prometheus nginx-prometheus-exporter node_exporter redis redis_exporter; brew install --cask chromium"; \
+	  echo "  macOS:         brew install nginx prometheus nginx-prometheus-exporter node_exporter redis redis_exporter wrk; brew install --cask chromium"; \
 	  exit 1; \
 	fi
 
@@ -135,6 +136,9 @@ bench-capacity: up ## ws_capacity: ramp 10,000 WebSockets through nginx; held, h
 
 bench-edge: up ## HTTP/1.1 vs HTTP/2 at the edge (h2load): req/s side by side for both services
 	$(VENV_PY) -m loadtests.bench.edge
+
+bench-overhead: setup ## instrumented vs bare /hello throughput per service, direct, with wrk (~3 min)
+	$(VENV_PY) -m loadtests.bench.overhead
 
 locust: up ## Locust web UI on 127.0.0.1:8089, distributed: one master + LOCUST_WORKERS (default one per core)
 	@$(STACK_ENV); set -x; $(VENV)/bin/locust \

@@ -26,7 +26,8 @@ GRACEFUL_SHUTDOWN_S = 30
 logger = logging.getLogger("fastapi_app.serve")
 
 
-def main() -> int:
+def main(app_factory: str = APP_FACTORY) -> int:
+    """Serve `app_factory` (another app only for the overhead bench's bare app)."""
     try:
         settings = load_asgi_settings()
         # Imported here so a missing PROMETHEUS_MULTIPROC_DIR is reported like the others.
@@ -52,7 +53,7 @@ def main() -> int:
         },
     )
     uvicorn.run(
-        APP_FACTORY,
+        app_factory,
         factory=True,
         host=settings.bind.host,
         port=settings.bind.port,

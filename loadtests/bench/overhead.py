@@ -1,0 +1,487 @@
+"""``python -m loadtests.bench.overhead``: what the instrumentation costs on ``/hello``.
+
+For each service, starts the instrumented app and a bare app of the same framework
+(`loadtests.bench.bare_apps`) with the same launcher and server settings, on free loopback
+ports, called directly (no nginx). wrk loads one side, then the other, alternating the order
+each round; the ratio is instrumented/bare requests per second, per round and the median.
+
+Writes ``overhead.json`` into the newest bench run folder (``<out>/latest``) and a line into its
+report, or into a new ``<out>/<timestamp>-overhead/`` folder when there is no report yet.
+
+Exit codes: 0 done; 2 bad options or wrk missing (nothing started); 1 a server or wrk failed;
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("flask", "fastapi")
+VARIANTS = ("instrumented", "bare")
+WRK_PACKAGE = "wrk"  # Debian package of the same name (make setup installs it)
+HELLO_PATH = "/hello"
+START_TIMEOUT_S = 30.0
+MARK_BEGIN = "<!-- bench-overhead -->"
+MARK_END = "<!-- /bench-overhead -->"
+
+
+class UsageError(Exception):
+    """Bad options: one line on stderr, exit code 2."""
+
+
+class RunError(Exception):
+    """A server did not start or wrk failed: exit code 1."""
+
+
+@dataclass(frozen=True)
+class OverheadOptions:
+    rounds: int
+    duration_s: int
+    warmup_s: int
+    connections: int
+    threads: int
+    services: tuple[str, ...]
+    out: Path
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    rps: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    index: int
+    order: tuple[str, ...]  # which variant ran first
+    instrumented: WrkResult
+    bare: WrkResult
+
+    @property
+    def ratio(self) -> float:
+        return self.instrumented.rps / self.bare.rps if self.bare.rps else 0.0
+
+
+@dataclass
+class ServiceOverhead:
+    service: str
+    rounds: list[RoundResult] = field(default_factory=list)
+
+    @property
+    def median_ratio(self) -> float:
+        return statistics.median(r.ratio for r in self.rounds)
+
+    def to_dict(self) -> dict:
+        return {
+            "service": self.service,
+            "median_ratio": round(self.median_ratio, 4),
+            "rounds": [
+                {
+                    "round": r.index,
+                    "order": list(r.order),
+                    "ratio": round(r.ratio, 4),
+                    "instrumented": asdict(r.instrumented),
+                    "bare": asdict(r.bare),
+                }
+                for r in self.rounds
+            ],
+        }
+
+
+def _env_default(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def _positive_int(name: str, low: int, high: int):
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be an integer between {low} and {high}, got {raw!r}"
+            )
+        return value
+
+    return parse
+
+
+def _services(raw: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    unknown = [name for name in names if name not in SERVICES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"--services takes a comma list of {', '.join(SERVICES)}, got {raw!r}"
+        )
+    return names
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message)
+
+
+def parse(argv: list[str] | None = None) -> OverheadOptions:
+    parser = _Parser(
+        prog="python -m loadtests.bench.overhead",
+        description="Instrumented vs bare /hello throughput, side by side, with wrk.",
+    )
+    env = _env_default
+    parser.add_argument(
+        "--rounds",
+        type=_positive_int("--rounds", 1, 50),
+        default=env("BENCH_OVERHEAD_ROUNDS", "3"),
+        help="alternating rounds per service (BENCH_OVERHEAD_ROUNDS, default 3)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=_positive_int("--duration", 1, 600),
+        default=env("BENCH_OVERHEAD_DURATION", "10"),
+        help="seconds of wrk per side and round (BENCH_OVERHEAD_DURATION, default 10)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_positive_int("--warmup", 0, 60),
+        default=env("BENCH_OVERHEAD_WARMUP", "2"),
+        help="seconds of unmeasured load per server before the rounds (default 2)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=_positive_int("--connections", 1, 10000),
+        default=env("BENCH_OVERHEAD_CONNECTIONS", "32"),
+        help="wrk connections (BENCH_OVERHEAD_CONNECTIONS, default 32)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive_int("--threads", 1, 64),
+        default=env("BENCH_OVERHEAD_THREADS", "1"),
+        help="wrk threads (default 1: leaves the cores to the servers)",
+    )
+    parser.add_argument(
+        "--services",
+        type=_services,
+        default=env("BENCH_OVERHEAD_SERVICES", ",".join(SERVICES)),
+        help="comma list of flask, fastapi (BENCH_OVERHEAD_SERVICES, default both)",
+    )
+    parser.add_argument(
+        "--out", default=env("BENCH_OUT", "reports"), help="reports folder (BENCH_OUT)"
+    )
+    args = parser.parse_args(argv)
+    if args.connections < args.threads:
+        raise UsageError("--connections must be at least --threads (wrk needs one per thread)")
+    return OverheadOptions(
+        rounds=args.rounds,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        connections=args.connections,
+        threads=args.threads,
+        services=args.services,
+        out=Path(args.out),
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """One launcher process (Gunicorn master or the Uvicorn supervisor) and its workers."""
+
+    service: str
+    variant: str
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{HELLO_PATH}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            # The launcher leads its own process group: the workers go with it.
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def _command(service: str, variant: str) -> list[str]:
+    if service == "flask":
+        conf = REPO_ROOT / "services" / "flask_app" / "gunicorn.conf.py"
+        command = [str(Path(sys.executable).parent / "gunicorn"), "-c", str(conf)]
+        # The app on the command line wins over gunicorn.conf.py's `wsgi_app`.
+        return command + (["loadtests.bench.bare_apps:create_flask()"] if variant == "bare" else [])
+    factory = "loadtests.bench.bare_apps:create_fastapi" if variant == "bare" else None
+    code = "import sys; from fastapi_app.serve import main; sys.exit(main(*sys.argv[1:]))"
+    return [sys.executable, "-c", code] + ([factory] if factory else [])
+
+
+def _environment(service: str, port: int, workdir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    metrics_dir = workdir / "metrics"
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    if service == "flask":
+        env["WSGI_BIND"] = f"127.0.0.1:{port}"
+        env["WSGI_METRICS_BIND"] = f"127.0.0.1:{free_port()}"
+    else:
+        env["ASGI_BIND"] = f"127.0.0.1:{port}"
+        env["ASGI_METRICS_BIND"] = f"127.0.0.1:{free_port()}"
+        # Nothing listens there: the chat bus retries in the background with a growing backoff,
+        # which /hello does not touch.
+        env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    return env
+
+
+def start_server(service: str, variant: str, workdir: Path) -> Server:
+    port = free_port()
+    side = workdir / f"{service}-{variant}"
+    side.mkdir(parents=True, exist_ok=True)
+    log_path = side / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            _command(service, variant),
+            env=_environment(service, port, side),
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Server(service, variant, port, process, log_path)
+
+
+def fetch_hello(url: str, timeout_s: float = 2.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        return response.read()
+
+
+def wait_ready(server: Server) -> bytes:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            break
+        try:
+            return fetch_hello(server.url)
+        except OSError:
+            time.sleep(0.2)
+    tail = server.log_path.read_text(errors="replace")[-2000:]
+    raise RunError(f"{server.service} ({server.variant}) did not answer {server.url}:\n{tail}")
+
+
+_RPS = re.compile(r"^Requests/sec:\s+([0-9.]+)", re.MULTILINE)
+_TOTAL = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
+_NON_2XX = re.compile(r"^\s*Non-2xx or 3xx responses:\s+(\d+)", re.MULTILINE)
+_SOCKET_ERRORS = re.compile(
+    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", re.MULTILINE
+)
+
+
+def parse_wrk(output: str) -> WrkResult:
+    rps, total = _RPS.search(output), _TOTAL.search(output)
+    if rps is None or total is None:
+        raise RunError(f"wrk printed no throughput:\n{output}")
+    non_2xx = _NON_2XX.search(output)
+    errors = _SOCKET_ERRORS.search(output)
+    return WrkResult(
+        rps=float(rps.group(1)),
+        requests=int(total.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
+    )
+
+
+def run_wrk(wrk: str, url: str, opts: OverheadOptions, duration_s: int) -> WrkResult:
+    command = [
+        wrk,
+        f"-t{opts.threads}",
+        f"-c{opts.connections}",
+        f"-d{duration_s}s",
+        url,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60)
+    if done.returncode != 0:
+        raise RunError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()}")
+    return parse_wrk(done.stdout)
+
+
+def measure_service(
+    service: str, opts: OverheadOptions, wrk: str, workdir: Path, say
+) -> ServiceOverhead:
+    servers: dict[str, Server] = {}
+    try:
+        for variant in VARIANTS:
+            servers[variant] = start_server(service, variant, workdir)
+        bodies = {variant: wait_ready(server) for variant, server in servers.items()}
+        if bodies["instrumented"] != bodies["bare"]:
+            raise RunError(f"{service}: the bare app's /hello body differs: {bodies}")
+        for variant in VARIANTS:
+            if opts.warmup_s:
+                run_wrk(wrk, servers[variant].url, opts, opts.warmup_s)
+        result = ServiceOverhead(service)
+        for index in range(1, opts.rounds + 1):
+            # Alternate the order so a drift of the machine favours neither side.
+            order = VARIANTS if index % 2 else tuple(reversed(VARIANTS))
+            measured = {v: run_wrk(wrk, servers[v].url, opts, opts.duration_s) for v in order}
+            round_ = RoundResult(index, order, measured["instrumented"], measured["bare"])
+            result.rounds.append(round_)
+            say(
+                f"overhead: {service} round {index}/{opts.rounds}: "
+                f"instrumented {round_.instrumented.rps:.0f} req/s, "
+                f"bare {round_.bare.rps:.0f} req/s, ratio {round_.ratio:.3f}" + _problems(round_)
+            )
+        return result
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def _problems(round_: RoundResult) -> str:
+    bad = [
+        f"{name}: {r.non_2xx} non-2xx, {r.socket_errors} socket errors"
+        for name, r in (("instrumented", round_.instrumented), ("bare", round_.bare))
+        if r.non_2xx or r.socket_errors
+    ]
+    return f" ({'; '.join(bad)})" if bad else ""
+
+
+def settings_line() -> str:
+    """The server settings both sides share (from the environment, as the services read them)."""
+    from fastapi_app.settings import REDIS_URL_ENV, load_asgi_settings
+    from flask_app.settings import load_wsgi_settings
+
+    wsgi = load_wsgi_settings()
+    # The broker's address is required to load the settings, and irrelevant to /hello.
+    asgi = load_asgi_settings({**os.environ, REDIS_URL_ENV: "redis://127.0.0.1:1/0"})
+    return (
+        f"Gunicorn {wsgi.worker_class}, {wsgi.workers} workers x {wsgi.threads} threads; "
+        f"Uvicorn {asgi.workers} workers"
+    )
+
+
+def write_results(opts: OverheadOptions, results: list[ServiceOverhead]) -> Path:
+    latest = opts.out / "latest"
+    if (latest / "report.html").is_file():
+        run_dir = latest.resolve()
+    else:
+        run_dir = opts.out / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-overhead"
+        run_dir.mkdir(parents=True, exist_ok=True)
+    document = {
+        "kind": "overhead",
+        "path": HELLO_PATH,
+        "tool": "wrk",
+        "rounds": opts.rounds,
+        "duration_s": opts.duration_s,
+        "warmup_s": opts.warmup_s,
+        "connections": opts.connections,
+        "threads": opts.threads,
+        "server_settings": settings_line(),
+        "cpu_count": os.cpu_count(),
+        "services": [result.to_dict() for result in results],
+    }
+    (run_dir / "overhead.json").write_text(json.dumps(document, indent=2) + "\n")
+    line = summary_line(results, opts)
+    for name in ("report.md", "report.html"):
+        page = run_dir / name
+        if page.is_file():
+            add_report_line(page, line if name == "report.md" else _html(line))
+    return run_dir
+
+
+def summary_line(results: list[ServiceOverhead], opts: OverheadOptions) -> str:
+    parts = [
+        f"{r.service} {r.median_ratio:.2f} (rounds {', '.join(f'{x.ratio:.2f}' for x in r.rounds)})"
+        for r in results
+    ]
+    return (
+        f"Instrumentation overhead on {HELLO_PATH}, instrumented/bare throughput, median of "
+        f"{opts.rounds} alternating rounds of {opts.duration_s} s, wrk {opts.connections} "
+        f"connections, direct (no nginx): {'; '.join(parts)}. Figures: overhead.json."
+    )
+
+
+def _html(line: str) -> str:
+    import html
+
+    return f"<p>{html.escape(line)}</p>"
+
+
+def add_report_line(page: Path, line: str) -> None:
+    """Put `line` at the end of the report, replacing the one a previous run put there."""
+    text = page.read_text()
+    start, end = text.find(MARK_BEGIN), text.find(MARK_END)
+    if start != -1 and end != -1:
+        text = text[:start] + text[end + len(MARK_END) :]
+    block = f"{MARK_BEGIN}\n{line}\n{MARK_END}\n"
+    closing = text.rfind("</body>")
+    if closing == -1:
+        text = text.rstrip("\n") + "\n\n" + block
+    else:
+        text = text[:closing] + block + text[closing:]
+    page.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        opts = parse(argv)
+    except UsageError as exc:
+        print(f"bench-overhead: error: {exc}", file=sys.stderr)
+        return 2
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print(
+            f"bench-overhead: error: wrk is not installed (Debian package {WRK_PACKAGE!r}; "
+            "make setup installs it)",
+            file=sys.stderr,
+        )
+        return 2
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    results: list[ServiceOverhead] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-overhead-") as workdir:
+            for service in opts.services:
+                results.append(measure_service(service, opts, wrk, Path(workdir), say))
+    except RunError as exc:
+        print(f"bench-overhead: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    run_dir = write_results(opts, results)
+    for result in results:
+        say(f"overhead: {result.service} median ratio {result.median_ratio:.3f}")
+    say(f"overhead: wrote {run_dir / 'overhead.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

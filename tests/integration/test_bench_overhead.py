@@ -1,0 +1,43 @@
+"""`python -m loadtests.bench.overhead` for real: both services and their bare apps started by
+the bench on free loopback ports, loaded with wrk, stopped again. Asserts what it produces, never
+how fast anything is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+def test_overhead_mode_measures_both_services_and_writes_ratios(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtests.bench.overhead", "--rounds", "2", "--duration", "1"]
+        + ["--warmup", "0", "--connections", "4", "--out", str(reports)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr
+    (written,) = reports.glob("*-overhead/overhead.json")
+    document = json.loads(written.read_text())
+    assert [s["service"] for s in document["services"]] == ["flask", "fastapi"]
+    for service in document["services"]:
+        rounds = service["rounds"]
+        assert [r["round"] for r in rounds] == [1, 2]
+        # Alternating order: round 1 starts with the instrumented app, round 2 with the bare one.
+        assert [r["order"][0] for r in rounds] == ["instrumented", "bare"]
+        for r in rounds:
+            for side in ("instrumented", "bare"):
+                assert r[side]["requests"] > 0
+                assert r[side]["non_2xx"] == 0
+            assert r["ratio"] == pytest.approx(r["instrumented"]["rps"] / r["bare"]["rps"], 1e-3)
+        assert f"{service['service']} median ratio" in done.stdout
