@@ -2,7 +2,10 @@
 
 Not `BaseHTTPMiddleware`: that one buffers through an extra task and breaks streaming.
 The route label is the matched route's path template, found with the router's own
-`matches()` before the request runs, so the in-progress gauge has the final label.
+`matches()` before the request runs, so the in-progress gauge has the final label. Matching
+depends only on the scope's type, method and paths (the app has no `Host` routes), so a
+matched template is remembered per those (a bounded cache: unmatched paths are never stored,
+so junk paths cannot fill it).
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ def route_path(scope: Scope) -> str:
     return path
 
 
+# Distinct (type, method, path) keys of matched routes; beyond it, matching runs uncached.
+ROUTE_CACHE_SIZE = 1024
+
+
 def route_template(scope: Scope) -> str:
     """The path template of the route that fully matches `scope`, else `<unmatched>`."""
     app = scope.get("app")
@@ -51,6 +58,16 @@ class ObservabilityMiddleware:
         self.app = app
         self.service = service
         self.interface = interface
+        self._routes: dict[tuple[str, str, str, str], str] = {}
+
+    def _route(self, scope: Scope, method: str) -> str:
+        key = (scope["type"], method, scope.get("root_path", ""), scope["path"])
+        route = self._routes.get(key)
+        if route is None:
+            route = route_template(scope)
+            if route != metrics.UNMATCHED_ROUTE and len(self._routes) < ROUTE_CACHE_SIZE:
+                self._routes[key] = route
+        return route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -69,7 +86,7 @@ class ObservabilityMiddleware:
             # serves HEAD as GET without a body. Do the same here (a copy: the server's
             # scope must keep HEAD, so it also sends no body).
             scope = {**scope, "method": "GET"}
-        route = route_template(scope)
+        route = self._route(scope, scope["method"])
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -84,7 +101,7 @@ class ObservabilityMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        metrics.request_started(self.service, self.interface, method, route)
+        series = metrics.request_started(self.service, self.interface, method, route)
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception:
@@ -97,9 +114,7 @@ class ObservabilityMiddleware:
             await self._send_internal_error(send, request_id)
         finally:
             duration_s = time.perf_counter() - started
-            metrics.request_finished(
-                self.service, self.interface, method, route, status, duration_s
-            )
+            series.finished(status, duration_s)
             log_request(
                 service=self.service,
                 request_id=request_id,
@@ -107,7 +122,7 @@ class ObservabilityMiddleware:
                 path=route_path(scope),
                 route=route,
                 status=status,
-                duration_ms=round(duration_s * 1000, 3),
+                duration_s=duration_s,
             )
 
     @staticmethod
@@ -126,9 +141,10 @@ class ObservabilityMiddleware:
         """Connection gauge, message counters, and one log line per WebSocket session.
 
         The logged status is the handshake's: 101 accepted, 403 (or the denial's) refused.
+        Sessions are logged at info: one line per connection, not per message.
         """
         request_id = resolve_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
-        route = route_template(scope)
+        route = self._route(scope, "GET")
         started = time.perf_counter()
         status = 403  # closing before accepting refuses the handshake with 403
         accepted = False
@@ -170,5 +186,6 @@ class ObservabilityMiddleware:
                 path=route_path(scope),
                 route=route,
                 status=status,
-                duration_ms=round(duration_s * 1000, 3),
+                duration_s=duration_s,
+                level=logging.INFO,
             )

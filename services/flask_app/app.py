@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -66,6 +67,32 @@ def create_app(settings: WsgiSettings | None = None) -> Flask:
     return app
 
 
+@dataclass(slots=True)
+class _Observation:
+    """What the request hooks need between start and finish, kept in `g` as one object."""
+
+    request_id: str
+    method: str
+    path: str
+    route: str
+    started: float
+    series: metrics.RequestSeries
+    finish_scheduled: bool = False
+
+    def finish(self, status: int) -> None:
+        duration_s = time.perf_counter() - self.started
+        self.series.finished(status, duration_s)
+        log_request(
+            service=SERVICE,
+            request_id=self.request_id,
+            method=self.method,
+            path=self.path,
+            route=self.route,
+            status=status,
+            duration_s=duration_s,
+        )
+
+
 def _register_observability(app: Flask) -> None:
     """Request id, metrics and the JSON request log, via request hooks.
 
@@ -75,59 +102,34 @@ def _register_observability(app: Flask) -> None:
 
     @app.before_request
     def start_request() -> None:
-        g.request_id = resolve_request_id(request.headers.get(REQUEST_ID_HEADER))
-        g.route = request.url_rule.rule if request.url_rule else metrics.UNMATCHED_ROUTE
-        g.started = time.perf_counter()
-        g.finish_scheduled = False
-        metrics.request_started(SERVICE, INTERFACE, request.method, g.route)
+        rule = request.url_rule  # Flask matched it already: no second lookup here
+        route = rule.rule if rule is not None else metrics.UNMATCHED_ROUTE
+        method = request.method
+        g.observation = _Observation(
+            request_id=resolve_request_id(request.headers.get(REQUEST_ID_HEADER)),
+            method=method,
+            path=request.path,
+            route=route,
+            started=time.perf_counter(),
+            series=metrics.request_started(SERVICE, INTERFACE, method, route),
+        )
 
     @app.after_request
     def schedule_finish(response: Response) -> Response:
-        if "started" not in g:
+        observation: _Observation | None = g.get("observation")
+        if observation is None:
             return response
-        response.headers[REQUEST_ID_HEADER] = g.request_id
-        response.call_on_close(
-            partial(
-                _finish_request,
-                request_id=g.request_id,
-                method=request.method,
-                path=request.path,
-                route=g.route,
-                status=response.status_code,
-                started=g.started,
-            )
-        )
-        g.finish_scheduled = True
+        response.headers[REQUEST_ID_HEADER] = observation.request_id
+        response.call_on_close(partial(observation.finish, response.status_code))
+        observation.finish_scheduled = True
         return response
 
     @app.teardown_request
     def finish_if_unscheduled(_exc: BaseException | None) -> None:
         # after_request does not run when error handling itself failed: count it as a 500.
-        if "started" in g and not g.finish_scheduled:
-            _finish_request(
-                request_id=g.request_id,
-                method=request.method,
-                path=request.path,
-                route=g.route,
-                status=500,
-                started=g.started,
-            )
-
-
-def _finish_request(
-    *, request_id: str, method: str, path: str, route: str, status: int, started: float
-) -> None:
-    duration_s = time.perf_counter() - started
-    metrics.request_finished(SERVICE, INTERFACE, method, route, status, duration_s)
-    log_request(
-        service=SERVICE,
-        request_id=request_id,
-        method=method,
-        path=path,
-        route=route,
-        status=status,
-        duration_ms=round(duration_s * 1000, 3),
-    )
+        observation: _Observation | None = g.get("observation")
+        if observation is not None and not observation.finish_scheduled:
+            observation.finish(500)
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -1,7 +1,12 @@
-"""JSON logs: one line per record, and one line per request.
+"""JSON logs: one line per record, and a line per request that is worth one.
 
 Server loggers (gunicorn, uvicorn) and the request log share `JsonFormatter`, so a log
 pipeline reads one format. Request lines carry their fields in `extra={"fields": {...}}`.
+
+nginx's access log already has a line for every request, with the same request id, status and
+timings; the services add theirs at `info` only for errors (status >= 400) and slow requests,
+and at `debug` for all (LOG_LEVEL=debug). Formatting and writing a line per request cost more
+than the rest of the instrumentation together (docs/monitoring.md).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 REQUEST_LOGGER_NAME = "gateway.request"
+# A request that takes this long is logged at info whatever its status.
+SLOW_REQUEST_S = 1.0
 
 request_logger = logging.getLogger(REQUEST_LOGGER_NAME)
 
@@ -41,6 +48,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str, ensure_ascii=False)
 
 
+def request_log_level(status: int, duration_s: float) -> int:
+    """info for errors and slow requests, debug for the rest (nginx logs every request)."""
+    if status >= 400 or duration_s >= SLOW_REQUEST_S:
+        return logging.INFO
+    return logging.DEBUG
+
+
 def log_request(
     *,
     service: str,
@@ -49,9 +63,14 @@ def log_request(
     path: str,
     route: str,
     status: int,
-    duration_ms: float,
+    duration_s: float,
+    level: int | None = None,
 ) -> None:
-    """The one JSON line every request gets."""
+    """The request's JSON line, at `level` (default: `request_log_level`) when it is enabled."""
+    if level is None:
+        level = request_log_level(status, duration_s)
+    if not request_logger.isEnabledFor(level):
+        return
     fields = {
         "service": service,
         "request_id": request_id,
@@ -59,16 +78,17 @@ def log_request(
         "path": path,
         "route": route,
         "status": status,
-        "duration_ms": duration_ms,
+        "duration_ms": round(duration_s * 1000, 3),
     }
-    request_logger.info("request", extra={"fields": fields})
+    request_logger.log(level, "request", extra={"fields": fields})
 
 
 def log_config_dict(service: str, level: str) -> dict[str, Any]:
     """`logging.config.dictConfig` document for a server process and its workers.
 
     Everything goes to stdout as JSON. Gunicorn's and uvicorn's access loggers are
-    silenced: the apps log each request themselves, with the request id.
+    silenced: nginx's access log has every request, and the apps log their own (errors and
+    slow ones at info, all at debug) with the request id.
     """
     level_name = level.upper()
     return {

@@ -116,17 +116,53 @@ def method_label(method: str) -> str:
     return upper if upper in _KNOWN_METHODS else "OTHER"
 
 
-def request_started(service: str, interface: str, method: str, route: str) -> None:
-    http_requests_in_progress.labels(service, interface, method_label(method), route).inc()
+class RequestSeries:
+    """The request metrics' children for one (service, interface, method, route), bound once.
+
+    `labels()` validates and looks up its label values under a lock on every call; the hot path
+    instead holds the bound children (the status counter's per status), so a request costs the
+    five sample writes it needs and nothing else.
+    """
+
+    __slots__ = ("_labels", "_in_progress", "_duration", "_by_status")
+
+    def __init__(self, service: str, interface: str, method: str, route: str) -> None:
+        self._labels = (service, interface, method, route)
+        self._in_progress = http_requests_in_progress.labels(*self._labels)
+        self._duration = http_request_duration_seconds.labels(*self._labels)
+        self._by_status: dict[int, Any] = {}
+
+    def started(self) -> None:
+        self._in_progress.inc()
+
+    def finished(self, status: int, duration_s: float) -> None:
+        self._in_progress.dec()
+        counter = self._by_status.get(status)
+        if counter is None:
+            counter = self._by_status[status] = http_requests_total.labels(
+                *self._labels, str(status)
+            )
+        counter.inc()
+        self._duration.observe(duration_s)
 
 
-def request_finished(
-    service: str, interface: str, method: str, route: str, status: int, duration_s: float
-) -> None:
-    method = method_label(method)
-    http_requests_in_progress.labels(service, interface, method, route).dec()
-    http_requests_total.labels(service, interface, method, route, str(status)).inc()
-    http_request_duration_seconds.labels(service, interface, method, route).observe(duration_s)
+# Bounded: keyed by the method's label (unknown methods share one), and routes are the
+# app's templates or UNMATCHED_ROUTE.
+_request_series: dict[tuple[str, str, str, str], RequestSeries] = {}
+
+
+def request_series(service: str, interface: str, method: str, route: str) -> RequestSeries:
+    key = (service, interface, method_label(method), route)
+    series = _request_series.get(key)
+    if series is None:
+        series = _request_series[key] = RequestSeries(*key)
+    return series
+
+
+def request_started(service: str, interface: str, method: str, route: str) -> RequestSeries:
+    series = request_series(service, interface, method, route)
+    series.started()
+    return series
 
 
 def websocket_opened(service: str, interface: str, route: str) -> None:

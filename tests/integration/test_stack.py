@@ -126,15 +126,21 @@ def test_request_id_is_generated_passed_through_and_logged(stack, client, prefix
     chosen = f"it-{prefix}-{time.time_ns()}"
     response = client.get(f"/{prefix}/hello", headers={"X-Request-ID": chosen})
     assert response.headers["x-request-id"] == chosen
+    # Every request is in nginx's access log; the service logs errors (and slow requests).
+    refused = f"it-{prefix}-bad-{time.time_ns()}"
+    assert client.get(f"/{prefix}/io?ms=abc", headers={"X-Request-ID": refused}).status_code == 400
 
     service = SERVICES[prefix][0]
     log = stack.logs_dir / f"{service}.log"
     deadline = time.monotonic() + 5
-    while chosen not in log.read_text() and time.monotonic() < deadline:
+    while refused not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.1)
-    line = next(line for line in log.read_text().splitlines() if chosen in line)
-    assert json.loads(line[line.index("{") :])["request_id"] == chosen
-    assert chosen in (stack.logs_dir / "nginx-access.log").read_text()
+    line = next(line for line in log.read_text().splitlines() if refused in line)
+    logged = json.loads(line[line.index("{") :])
+    assert (logged["request_id"], logged["status"]) == (refused, 400)
+    access_log = (stack.logs_dir / "nginx-access.log").read_text()
+    assert chosen in access_log
+    assert refused in access_log
 
 
 @pytest.mark.parametrize("prefix", SERVICES)

@@ -1,4 +1,5 @@
-"""One JSON line per request, with the request id; JSON server logs."""
+"""Request lines with the request id (every request at debug; errors and slow ones at info);
+JSON server logs."""
 
 from __future__ import annotations
 
@@ -10,13 +11,25 @@ import sys
 import pytest
 from service_clients import ServiceClient
 
-from gateway_common.logging import REQUEST_LOGGER_NAME, JsonFormatter, log_config_dict
+from gateway_common.logging import (
+    REQUEST_LOGGER_NAME,
+    SLOW_REQUEST_S,
+    JsonFormatter,
+    log_config_dict,
+    request_log_level,
+)
 
 
-def test_one_json_line_per_request(client: ServiceClient, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger=REQUEST_LOGGER_NAME):
+def _request_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == REQUEST_LOGGER_NAME]
+
+
+def test_one_json_line_per_request_at_debug(
+    client: ServiceClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger=REQUEST_LOGGER_NAME):
         client.get("/io?ms=1", headers={"X-Request-ID": "log-1"})
-    records = [r for r in caplog.records if r.name == REQUEST_LOGGER_NAME]
+    records = _request_records(caplog)
     assert len(records) == 1
     line = json.loads(JsonFormatter(client.service).format(records[0]))
     assert line["service"] == client.service
@@ -26,8 +39,34 @@ def test_one_json_line_per_request(client: ServiceClient, caplog: pytest.LogCapt
     assert line["route"] == "/io"
     assert line["status"] == 200
     assert line["duration_ms"] >= 1.0
-    assert line["level"] == "info"
+    assert line["level"] == "debug"
     assert line["time"].endswith("Z")
+
+
+def test_at_info_only_errors_and_slow_requests_are_logged(
+    client: ServiceClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    slow_ms = int(SLOW_REQUEST_S * 1000) + 50
+    with caplog.at_level(logging.INFO, logger=REQUEST_LOGGER_NAME):
+        client.get("/hello", headers={"X-Request-ID": "fine-1"})
+        client.get("/io?ms=abc", headers={"X-Request-ID": "bad-1"})
+        client.get("/no-such-route", headers={"X-Request-ID": "missing-1"})
+        client.get(f"/io?ms={slow_ms}", headers={"X-Request-ID": "slow-1"})
+    lines = [json.loads(JsonFormatter(client.service).format(r)) for r in _request_records(caplog)]
+    by_id = {line["request_id"]: line for line in lines}
+    assert sorted(by_id) == ["bad-1", "missing-1", "slow-1"]
+    assert (by_id["bad-1"]["status"], by_id["missing-1"]["status"]) == (400, 404)
+    assert by_id["slow-1"]["status"] == 200
+    assert by_id["slow-1"]["duration_ms"] >= SLOW_REQUEST_S * 1000
+    assert {line["level"] for line in lines} == {"info"}
+
+
+def test_request_log_level_rule() -> None:
+    assert request_log_level(200, 0.01) == logging.DEBUG
+    assert request_log_level(399, SLOW_REQUEST_S - 0.001) == logging.DEBUG
+    assert request_log_level(400, 0.0) == logging.INFO
+    assert request_log_level(503, 0.0) == logging.INFO
+    assert request_log_level(200, SLOW_REQUEST_S) == logging.INFO
 
 
 def test_formatter_includes_exceptions() -> None:

@@ -93,6 +93,15 @@ def test_server_gauges_take_the_max() -> None:
     assert sample("server_worker_capacity", {"service": "flask", "interface": "wsgi"}) == 12
 
 
+def test_request_series_are_bound_once_per_method_label_and_route() -> None:
+    series = metrics.request_series("fastapi", "asgi", "get", "/hello")
+    assert metrics.request_series("fastapi", "asgi", "GET", "/hello") is series
+    # Unknown methods share the OTHER series, so junk methods cannot grow the cache.
+    brew = metrics.request_series("fastapi", "asgi", "BREW", "/hello")
+    assert metrics.request_series("fastapi", "asgi", "PROPFIND", "/hello") is brew
+    assert brew is not series
+
+
 def test_method_label() -> None:
     assert metrics.method_label("get") == "GET"
     assert metrics.method_label("BREW") == "OTHER"
