@@ -15,6 +15,7 @@ Exit codes: 0 done; 2 bad options or wrk missing (nothing started); 1 a server o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -66,6 +67,8 @@ class WrkResult:
     requests: int
     non_2xx: int
     socket_errors: int
+    #: CPU time the server's processes spent per request (Linux /proc; None elsewhere).
+    cpu_ms_per_request: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,12 @@ class RoundResult:
     def ratio(self) -> float:
         return self.instrumented.rps / self.bare.rps if self.bare.rps else 0.0
 
+    @property
+    def cpu_ratio(self) -> float | None:
+        """bare/instrumented CPU per request: the throughput ratio if CPU were all theirs."""
+        bare, instrumented = self.bare.cpu_ms_per_request, self.instrumented.cpu_ms_per_request
+        return bare / instrumented if bare and instrumented else None
+
 
 @dataclass
 class ServiceOverhead:
@@ -89,21 +98,32 @@ class ServiceOverhead:
     def median_ratio(self) -> float:
         return statistics.median(r.ratio for r in self.rounds)
 
+    @property
+    def median_cpu_ratio(self) -> float | None:
+        ratios = [r.cpu_ratio for r in self.rounds if r.cpu_ratio is not None]
+        return statistics.median(ratios) if ratios else None
+
     def to_dict(self) -> dict:
         return {
             "service": self.service,
             "median_ratio": round(self.median_ratio, 4),
+            "median_cpu_ratio": _rounded(self.median_cpu_ratio),
             "rounds": [
                 {
                     "round": r.index,
                     "order": list(r.order),
                     "ratio": round(r.ratio, 4),
+                    "cpu_ratio": _rounded(r.cpu_ratio),
                     "instrumented": asdict(r.instrumented),
                     "bare": asdict(r.bare),
                 }
                 for r in self.rounds
             ],
         }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _env_default(name: str, default: str) -> str:
@@ -278,6 +298,32 @@ def start_server(service: str, variant: str, workdir: Path) -> Server:
     return Server(service, variant, port, process, log_path)
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat_fields(pid: str) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+
+
+def tree_cpu_s(root: int) -> float | None:
+    """User + system CPU seconds of `root` and its live children (the server's workers)."""
+    if not Path("/proc/self/stat").exists():
+        return None
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(entry.name)
+        # fields[1] is the parent pid; fields[11], fields[12] are utime and stime in ticks.
+        if fields and (int(entry.name) == root or int(fields[1]) == root):
+            total += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return total
+
+
 def fetch_hello(url: str, timeout_s: float = 2.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout_s) as response:
         return response.read()
@@ -318,7 +364,9 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def run_wrk(wrk: str, url: str, opts: OverheadOptions, duration_s: int) -> WrkResult:
+def run_wrk(wrk: str, server: Server, opts: OverheadOptions, duration_s: int) -> WrkResult:
+    url = server.url
+    cpu_before = tree_cpu_s(server.process.pid)
     command = [
         wrk,
         f"-t{opts.threads}",
@@ -327,9 +375,14 @@ def run_wrk(wrk: str, url: str, opts: OverheadOptions, duration_s: int) -> WrkRe
         url,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60)
+    cpu_after = tree_cpu_s(server.process.pid)
     if done.returncode != 0:
         raise RunError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()}")
-    return parse_wrk(done.stdout)
+    result = parse_wrk(done.stdout)
+    if cpu_before is None or cpu_after is None or not result.requests:
+        return result
+    cpu_ms = (cpu_after - cpu_before) * 1000 / result.requests
+    return dataclasses.replace(result, cpu_ms_per_request=round(cpu_ms, 5))
 
 
 def measure_service(
@@ -344,12 +397,12 @@ def measure_service(
             raise RunError(f"{service}: the bare app's /hello body differs: {bodies}")
         for variant in VARIANTS:
             if opts.warmup_s:
-                run_wrk(wrk, servers[variant].url, opts, opts.warmup_s)
+                run_wrk(wrk, servers[variant], opts, opts.warmup_s)
         result = ServiceOverhead(service)
         for index in range(1, opts.rounds + 1):
             # Alternate the order so a drift of the machine favours neither side.
             order = VARIANTS if index % 2 else tuple(reversed(VARIANTS))
-            measured = {v: run_wrk(wrk, servers[v].url, opts, opts.duration_s) for v in order}
+            measured = {v: run_wrk(wrk, servers[v], opts, opts.duration_s) for v in order}
             round_ = RoundResult(index, order, measured["instrumented"], measured["bare"])
             result.rounds.append(round_)
             say(
@@ -361,6 +414,10 @@ def measure_service(
     finally:
         for server in servers.values():
             server.stop()
+
+
+def _cpu_text(ratio: float | None) -> str:
+    return "" if ratio is None else f" (CPU per request: ratio {ratio:.3f})"
 
 
 def _problems(round_: RoundResult) -> str:
@@ -417,7 +474,9 @@ def write_results(opts: OverheadOptions, results: list[ServiceOverhead]) -> Path
 
 def summary_line(results: list[ServiceOverhead], opts: OverheadOptions) -> str:
     parts = [
-        f"{r.service} {r.median_ratio:.2f} (rounds {', '.join(f'{x.ratio:.2f}' for x in r.rounds)})"
+        f"{r.service} {r.median_ratio:.2f} (rounds {', '.join(f'{x.ratio:.2f}' for x in r.rounds)}"
+        + ("" if r.median_cpu_ratio is None else f"; CPU per request {r.median_cpu_ratio:.2f}")
+        + ")"
         for r in results
     ]
     return (
@@ -478,7 +537,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     run_dir = write_results(opts, results)
     for result in results:
-        say(f"overhead: {result.service} median ratio {result.median_ratio:.3f}")
+        say(
+            f"overhead: {result.service} median ratio {result.median_ratio:.3f}"
+            + _cpu_text(result.median_cpu_ratio)
+        )
     say(f"overhead: wrote {run_dir / 'overhead.json'}")
     return 0
 

@@ -40,4 +40,10 @@ def test_overhead_mode_measures_both_services_and_writes_ratios(tmp_path: Path) 
                 assert r[side]["requests"] > 0
                 assert r[side]["non_2xx"] == 0
             assert r["ratio"] == pytest.approx(r["instrumented"]["rps"] / r["bare"]["rps"], 1e-3)
+            # Linux: the servers' CPU time per request, read from /proc for their process trees.
+            instrumented_cpu = r["instrumented"]["cpu_ms_per_request"]
+            assert instrumented_cpu > 0 and r["bare"]["cpu_ms_per_request"] > 0
+            assert r["cpu_ratio"] == pytest.approx(
+                r["bare"]["cpu_ms_per_request"] / instrumented_cpu, 1e-2
+            )
         assert f"{service['service']} median ratio" in done.stdout

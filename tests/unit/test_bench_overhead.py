@@ -5,6 +5,11 @@ The run itself, with real servers and wrk, is tests/integration/test_bench_overh
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,3 +86,33 @@ def test_report_line_goes_before_body_end_and_replaces_the_previous_one(tmp_path
     assert text.count("<p>second</p>") == 1
     assert text.index("<p>second</p>") < text.index("</body>")
     assert text.index("<h1>bench</h1>") < text.index("<p>second</p>")
+
+
+def test_tree_cpu_counts_the_workers_of_a_launcher(tmp_path: Path) -> None:
+    """A launcher whose child spins 0.3 s of CPU and then waits: the tree's CPU includes it."""
+    marker = tmp_path / "spun"
+    child = (
+        "import pathlib, time\n"
+        "end = time.process_time() + 0.3\n"
+        "while time.process_time() < end: pass\n"
+        f"pathlib.Path({str(marker)!r}).touch()\n"
+        "time.sleep(60)\n"
+    )
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])",
+        ],
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists()
+        cpu = overhead.tree_cpu_s(launcher.pid)
+        assert cpu is not None and cpu >= 0.25
+    finally:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.wait()
