@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,6 +36,21 @@ def route_path(scope: Scope) -> str:
         if rest == "" or rest.startswith("/"):
             return rest
     return path
+
+
+# ASGI header names are lower-case bytes.
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
+
+
+def incoming_request_id(scope: Scope) -> str:
+    """The request's id: its sane `X-Request-ID` (the first one), else a fresh one.
+
+    A plain scan of the raw headers: building `Headers` decodes every header of every request.
+    """
+    for name, value in scope["headers"]:
+        if name == _REQUEST_ID_KEY:
+            return resolve_request_id(value.decode("latin-1"))
+    return resolve_request_id(None)
 
 
 # Distinct (type, method, path) keys of matched routes; beyond it, matching runs uncached.
@@ -78,7 +93,8 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = resolve_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        request_id = incoming_request_id(scope)
+        request_id_header = (_REQUEST_ID_KEY, request_id.encode("latin-1"))
         method = scope["method"]
         is_head = method == "HEAD"
         if is_head:
@@ -96,7 +112,9 @@ class ObservabilityMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                # A new list: the app's own header list is left as it was. The app never sets
+                # X-Request-ID itself, so appending is all MutableHeaders would do.
+                message = {**message, "headers": [*message.get("headers", ()), request_id_header]}
             elif is_head and message["type"] == "http.response.body":
                 message = {**message, "body": b""}
             await send(message)
@@ -132,7 +150,7 @@ class ObservabilityMiddleware:
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            (REQUEST_ID_HEADER.lower().encode(), request_id.encode()),
+            (_REQUEST_ID_KEY, request_id.encode()),
         ]
         await send({"type": "http.response.start", "status": error.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -143,7 +161,7 @@ class ObservabilityMiddleware:
         The logged status is the handshake's: 101 accepted, 403 (or the denial's) refused.
         Sessions are logged at info: one line per connection, not per message.
         """
-        request_id = resolve_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        request_id = incoming_request_id(scope)
         route = self._route(scope, "GET")
         started = time.perf_counter()
         status = 403  # closing before accepting refuses the handshake with 403
@@ -161,7 +179,7 @@ class ObservabilityMiddleware:
             message_type = message["type"]
             if message_type == "websocket.accept":
                 headers: list[Any] = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+                headers.append((_REQUEST_ID_KEY, request_id.encode()))
                 message = {**message, "headers": headers}
             elif message_type == "websocket.http.response.start":
                 status = message["status"]
