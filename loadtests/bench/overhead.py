@@ -408,7 +408,9 @@ def measure_service(
             say(
                 f"overhead: {service} round {index}/{opts.rounds}: "
                 f"instrumented {round_.instrumented.rps:.0f} req/s, "
-                f"bare {round_.bare.rps:.0f} req/s, ratio {round_.ratio:.3f}" + _problems(round_)
+                f"bare {round_.bare.rps:.0f} req/s, ratio {round_.ratio:.3f}"
+                + _cpu_text(round_.cpu_ratio)
+                + _problems(round_)
             )
         return result
     finally:
