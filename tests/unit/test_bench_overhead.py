@@ -1,6 +1,6 @@
 """`make bench-overhead`: the bare apps, the options and the report line (no servers here).
 
-The run itself, with real servers and wrk, is tests/integration/test_bench_overhead.py.
+The run itself, with real servers and wrk, is tests/integration/test_bench_overhead_run.py.
 """
 
 from __future__ import annotations
