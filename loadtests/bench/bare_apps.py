@@ -22,7 +22,7 @@ from gateway_common import responses
 
 def _identity(service: str, interface: str) -> responses.ServiceIdentity:
     # Only `service` reaches the /hello body; the rest is there to build the same document.
-    return responses.ServiceIdentity(service, "", interface, 0, "", 0)
+    return responses.ServiceIdentity(service, "", interface, 0, "", 0, "")
 
 
 def create_flask() -> Flask:

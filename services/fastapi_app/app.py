@@ -28,7 +28,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from fastapi_app.middleware import ObservabilityMiddleware, route_path
 from fastapi_app.params import ChatRoom, CpuN, IoMs, Stream
-from fastapi_app.settings import INTERFACE, SERVICE, AsgiSettings, load_asgi_settings
+from fastapi_app.settings import INTERFACE, AsgiSettings, load_asgi_settings
 from gateway_common import metrics, responses, validation, workload
 from gateway_common.chat_bus import (
     BROKER_LOST,
@@ -59,12 +59,13 @@ logger = logging.getLogger(__name__)
 
 def _identity(settings: AsgiSettings) -> responses.ServiceIdentity:
     return responses.ServiceIdentity(
-        service=SERVICE,
-        server="uvicorn",
+        service=settings.service,
+        server=settings.server,
         interface=INTERFACE,
         workers=settings.workers,
-        worker_class="uvicorn",
+        worker_class=settings.worker_class,
         threads=1,  # one event loop thread per worker
+        framework="fastapi",
     )
 
 
@@ -78,7 +79,7 @@ def create_app(settings: AsgiSettings | None = None) -> FastAPI:
     identity = _identity(settings)
     bus = ChatBus(
         settings.redis_url,
-        on_state_change=lambda up: metrics.set_chat_broker_up(SERVICE, INTERFACE, up),
+        on_state_change=lambda up: metrics.set_chat_broker_up(settings.service, INTERFACE, up),
     )
 
     @asynccontextmanager
@@ -96,7 +97,7 @@ def create_app(settings: AsgiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.chat_bus = bus
-    app.add_middleware(ObservabilityMiddleware, service=SERVICE, interface=INTERFACE)
+    app.add_middleware(ObservabilityMiddleware, service=settings.service, interface=INTERFACE)
     _register_error_handlers(app)
     _register_http_routes(app, identity)
     _register_websocket_routes(app, bus)

@@ -14,7 +14,7 @@ import sys
 
 import uvicorn
 
-from fastapi_app.settings import INTERFACE, SERVICE, load_asgi_settings
+from fastapi_app.settings import INTERFACE, load_asgi_settings
 from gateway_common.limits import LISTEN_BACKLOG, connection_limit
 from gateway_common.logging import log_config_dict
 from gateway_common.settings import ConfigError
@@ -36,11 +36,11 @@ def main(app_factory: str = APP_FACTORY) -> int:
         print(f"fastapi_app.serve: configuration error: {exc}", file=sys.stderr)
         return 2
 
-    log_config = log_config_dict(SERVICE, settings.log_level)
+    log_config = log_config_dict(settings.service, settings.log_level)
     logging.config.dictConfig(log_config)
 
     metrics.prepare_multiproc_dir()
-    metrics.set_server_gauges(SERVICE, INTERFACE, settings.workers, settings.capacity)
+    metrics.set_server_gauges(settings.service, INTERFACE, settings.workers, settings.capacity)
     metrics.serve_metrics(settings.metrics_bind)
     logger.info(
         "starting uvicorn",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.parse
 from dataclasses import dataclass
 
+from gateway_common import variants
 from gateway_common.settings import (
     Bind,
     ConfigError,
@@ -17,7 +18,7 @@ from gateway_common.settings import (
     env_str,
 )
 
-# Who this service is, in metrics, logs and /healthz.
+# The framework's default variant (GATEWAY_VARIANT names another: gateway_common.variants).
 SERVICE = "fastapi"
 INTERFACE = "asgi"
 REDIS_URL_ENV = "REDIS_URL"
@@ -26,6 +27,9 @@ REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 
 @dataclass(frozen=True)
 class AsgiSettings:
+    service: str  # the variant's name: the `service` label of metrics and logs, /healthz
+    server: str  # the server the variant runs on
+    worker_class: str
     bind: Bind
     workers: int
     metrics_bind: Bind
@@ -61,7 +65,11 @@ def load_asgi_settings(environ: Environ | None = None) -> AsgiSettings:
     metrics_bind = env_bind("ASGI_METRICS_BIND", "127.0.0.1:9102", environ=environ)
     if bind == metrics_bind:
         raise ConfigError(f"ASGI_METRICS_BIND must differ from ASGI_BIND, both are {bind}")
+    variant = variants.current(SERVICE, environ)
     return AsgiSettings(
+        service=variant.name,
+        server=variant.server,
+        worker_class=variant.worker_class,
         bind=bind,
         workers=env_int("ASGI_WORKERS", 2, 1, 64, environ=environ),
         metrics_bind=metrics_bind,

@@ -16,7 +16,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from flask_app.settings import INTERFACE, SERVICE, WsgiSettings, load_wsgi_settings
+from flask_app.settings import INTERFACE, WsgiSettings, load_wsgi_settings
 from gateway_common import metrics, responses, validation, workload
 from gateway_common.errors import (
     ApiError,
@@ -31,12 +31,13 @@ from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id
 
 def _identity(settings: WsgiSettings) -> responses.ServiceIdentity:
     return responses.ServiceIdentity(
-        service=SERVICE,
-        server="gunicorn",
+        service=settings.service,
+        server=settings.server,
         interface=INTERFACE,
         workers=settings.workers,
         worker_class=settings.worker_class,
         threads=settings.threads,
+        framework="flask",
     )
 
 
@@ -61,7 +62,7 @@ def create_app(settings: WsgiSettings | None = None) -> Flask:
     app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
         app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_prefix=count
     )
-    _register_observability(app)
+    _register_observability(app, settings.service)
     _register_error_handlers(app)
     _register_routes(app, identity)
     return app
@@ -77,13 +78,14 @@ class _Observation:
     route: str
     started: float
     series: metrics.RequestSeries
+    service: str
     finish_scheduled: bool = False
 
     def finish(self, status: int) -> None:
         duration_s = time.perf_counter() - self.started
         self.series.finished(status, duration_s)
         log_request(
-            service=SERVICE,
+            service=self.service,
             request_id=self.request_id,
             method=self.method,
             path=self.path,
@@ -93,7 +95,7 @@ class _Observation:
         )
 
 
-def _register_observability(app: Flask) -> None:
+def _register_observability(app: Flask, service: str) -> None:
     """Request id, metrics and the JSON request log, via request hooks.
 
     The request is finished in `call_on_close`, which the WSGI server calls after the
@@ -111,7 +113,8 @@ def _register_observability(app: Flask) -> None:
             path=request.path,
             route=route,
             started=time.perf_counter(),
-            series=metrics.request_started(SERVICE, INTERFACE, method, route),
+            series=metrics.request_started(service, INTERFACE, method, route),
+            service=service,
         )
 
     @app.after_request

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_app.settings import INTERFACE, SERVICE, load_wsgi_settings
+from flask_app.settings import INTERFACE, load_wsgi_settings
+from gateway_common import variants
 from gateway_common.logging import log_config_dict
 
 # Imports prometheus_client: fails here, before any worker starts, without
@@ -24,6 +25,8 @@ bind = [str(_settings.bind)]
 workers = _settings.workers
 threads = _settings.threads
 worker_class = _settings.worker_class
+# gevent: greenlets per worker, the worker's bound (its declared capacity per worker).
+worker_connections = variants.GEVENT_WORKER_CONNECTIONS
 
 # Idle keep-alive towards nginx; must exceed nginx's upstream keepalive_timeout (60 s).
 # Only gthread keeps connections alive; sync workers close after each response.
@@ -36,7 +39,7 @@ timeout = 90
 graceful_timeout = 30
 
 loglevel = _settings.log_level
-logconfig_dict = log_config_dict(SERVICE, _settings.log_level)
+logconfig_dict = log_config_dict(_settings.service, _settings.log_level)
 accesslog = None  # the app logs every request as JSON, with its request id
 
 # Gunicorn >= 25 opens a control socket at a per-user default path, which two instances
@@ -47,7 +50,7 @@ control_socket_disable = True
 def on_starting(server: Any) -> None:
     """Master, before any worker: fresh metrics directory, server gauges."""
     metrics.prepare_multiproc_dir()
-    metrics.set_server_gauges(SERVICE, INTERFACE, _settings.workers, _settings.capacity)
+    metrics.set_server_gauges(_settings.service, INTERFACE, _settings.workers, _settings.capacity)
 
 
 def when_ready(server: Any) -> None:

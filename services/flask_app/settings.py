@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway_common import variants
 from gateway_common.settings import (
     Bind,
     ConfigError,
@@ -14,14 +15,16 @@ from gateway_common.settings import (
     env_log_level,
 )
 
-# Who this service is, in metrics, logs and /healthz.
+# The framework's default variant (GATEWAY_VARIANT names another: gateway_common.variants).
 SERVICE = "flask"
 INTERFACE = "wsgi"
-WORKER_CLASSES = ("sync", "gthread")
+WORKER_CLASSES = ("sync", "gthread", "gevent")
 
 
 @dataclass(frozen=True)
 class WsgiSettings:
+    service: str  # the variant's name: the `service` label of metrics and logs, /healthz
+    server: str  # the server the variant runs on (the registry's word for it)
     bind: Bind
     workers: int
     threads: int
@@ -33,6 +36,8 @@ class WsgiSettings:
 
     @property
     def capacity(self) -> int:
+        if self.worker_class == "gevent":
+            return self.workers * variants.GEVENT_WORKER_CONNECTIONS
         return self.workers * self.threads
 
 
@@ -47,7 +52,10 @@ def load_wsgi_settings(environ: Environ | None = None) -> WsgiSettings:
     metrics_bind = env_bind("WSGI_METRICS_BIND", "127.0.0.1:9101", environ=environ)
     if bind == metrics_bind:
         raise ConfigError(f"WSGI_METRICS_BIND must differ from WSGI_BIND, both are {bind}")
+    variant = variants.current(SERVICE, environ)
     return WsgiSettings(
+        service=variant.name,
+        server=variant.server,
         bind=bind,
         workers=workers,
         threads=threads,

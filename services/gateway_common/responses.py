@@ -13,18 +13,20 @@ from typing import Any
 class ServiceIdentity:
     """Who answers: goes into every document and every metric label."""
 
-    service: str  # "flask" / "fastapi"
-    server: str  # "gunicorn" / "uvicorn"
-    interface: str  # "wsgi" / "asgi"
+    service: str  # the variant's name: "flask", "fastapi", "flask-gevent", ...
+    server: str  # "gunicorn", "uvicorn", "uwsgi", ...
+    interface: str  # "wsgi" / "asgi" / "tornado"
     workers: int
     worker_class: str
     threads: int
+    framework: str  # "flask", "fastapi", "django", "tornado"
 
 
 def health(identity: ServiceIdentity) -> dict[str, Any]:
     return {
         "status": "ok",
         "service": identity.service,
+        "framework": identity.framework,
         "server": identity.server,
         "interface": identity.interface,
         "pid": os.getpid(),

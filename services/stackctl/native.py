@@ -27,7 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stackctl import capacity, processes, tls
+from gateway_common import variants
+from gateway_common.settings import ConfigError
+from gateway_common.variants import Variant
+from stackctl import capacity, processes, routes, tls
 from stackctl.render import render_file, static_discovery
 from stackctl.settings import HOST, Settings
 
@@ -136,8 +139,45 @@ def _prepare_nginx(settings: Settings) -> tuple[Path, dict[str, str]]:
         "RATE_LIMIT_EXEMPT": rate_limit_exempt(settings),
         # The lab page's fixed-query path (/lab/metrics.json) asks this Prometheus.
         "PROMETHEUS_UPSTREAM": settings.address("prometheus"),
+        **variant_values(settings),
     }
     return run_dir, values
+
+
+# Where the selection of `make up` is kept, so `reload`, `status` and the bench see the same
+# variants without VARIANTS in their environment.
+SELECTION_FILE = "variants"
+
+
+def selection(settings: Settings) -> tuple[Variant, ...]:
+    """The selected variants: VARIANTS if set, else what `up` recorded, else the default two."""
+    raw = settings.environ.get(variants.SELECTION_ENV)
+    if raw is None:
+        recorded = settings.state_dir / SELECTION_FILE
+        raw = recorded.read_text().strip() if recorded.exists() else ""
+    try:
+        return variants.parse_selection(raw)
+    except ConfigError as error:
+        raise NativeStackError(str(error)) from None
+
+
+def record_selection(settings: Settings, chosen: tuple[Variant, ...]) -> None:
+    names = ",".join(variant.name for variant in chosen if not variant.default)
+    (settings.state_dir / SELECTION_FILE).write_text(names + "\n")
+
+
+def variant_values(settings: Settings) -> dict[str, str]:
+    """The template values of the selected variants' routes, targets and /variants.json."""
+    chosen = selection(settings)
+    return routes.template_values(
+        chosen,
+        settings.environ,
+        backend=routes.native_upstream_name,
+        upstreams=routes.nginx_upstreams(chosen, lambda v: settings.address(v.port_name)),
+        metrics_discovery=routes.prometheus_discovery(
+            [settings.address(v.metrics_port_name) for v in routes.extra(chosen)]
+        ),
+    )
 
 
 def edge_limits(settings: Settings) -> capacity.EdgeLimits:
@@ -169,6 +209,7 @@ def prometheus_values(settings: Settings) -> dict[str, str]:
         "CADVISOR_DISCOVERY": "static_configs: [{targets: []}]",
         "PROMETHEUS_RULES_DIR": str(settings.repo_root / "monitoring" / "prometheus" / "rules"),
         "PROMETHEUS_TARGETS_DIR": str(settings.targets_dir),
+        **variant_values(settings),
     }
 
 
@@ -263,12 +304,43 @@ HEALTH_PROBES: dict[str, tuple[str, str | None]] = {
 }
 
 
+def health_probes(settings: Settings) -> dict[str, tuple[str, str | None]]:
+    """HEALTH_PROBES, with the selected extra variants before nginx (in start order)."""
+    probes = dict(HEALTH_PROBES)
+    ordered: dict[str, tuple[str, str | None]] = {}
+    for name, probe in probes.items():
+        if name == "nginx":
+            for variant in routes.extra(selection(settings)):
+                ordered[variant.name] = (variant.port_name, "/healthz")
+        ordered[name] = probe
+    return ordered
+
+
 def probe_url(settings: Settings, name: str) -> str:
     """An http:// URL that must answer 2xx, or the redis:// URL that must answer PING."""
-    port_name, path = HEALTH_PROBES[name]
+    port_name, path = health_probes(settings)[name]
     if path is None:
         return settings.redis_url
     return settings.url(port_name, path)
+
+
+def variant_component(
+    settings: Settings, variant: Variant, env: dict[str, str], metrics_root: Path
+) -> Component:
+    """One extra variant's server, started by its registry command from the repository root."""
+    return Component(
+        name=variant.name,
+        argv=[sys.executable, *variant.command],
+        health_url=settings.url(variant.port_name, "/healthz"),
+        port_names=(variant.port_name, variant.metrics_port_name),
+        env={
+            **env,
+            **variant.server_env(
+                settings.address(variant.port_name), settings.address(variant.metrics_port_name)
+            ),
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_root / variant.name),
+        },
+    )
 
 
 def components(settings: Settings, rendered: RenderedConfigs) -> list[Component]:
@@ -314,6 +386,10 @@ def components(settings: Settings, rendered: RenderedConfigs) -> list[Component]
             health_url=probe_url(settings, "fastapi"),
             port_names=("asgi", "asgi_metrics"),
             env={**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_root / "fastapi")},
+        ),
+        *(
+            variant_component(settings, variant, env, metrics_root)
+            for variant in routes.extra(selection(settings))
         ),
         Component(
             name="nginx",
@@ -408,6 +484,7 @@ def up(settings: Settings, say: Printer = print) -> None:
         find_program(program)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.targets_dir.mkdir(parents=True, exist_ok=True)
+    record_selection(settings, selection(settings))
     stack = components(settings, render_configs(settings))
     missing = [component for component in stack if not _alive(component, settings)]
     _check_ports_free(settings, missing)
@@ -516,9 +593,11 @@ def _wait_targets_up(settings: Settings, say: Printer) -> None:
 # its sync workers serve one request at a time and the rest wait in its listen backlog, which a
 # stopping master drops, so it must only stop once nginx has nothing left to send it. Redis goes
 # with it, once FastAPI is gone: chat sockets end with uvicorn's 1012, not a broker-lost 1013.
+# The extra variants stop between the last two stages: after nginx, before their broker.
 STOP_STAGES: tuple[tuple[str, ...], ...] = (
     ("prometheus", "node-exporter", "nginx-exporter", "redis-exporter"),
     ("nginx", "fastapi"),
+    variants.EXTRA_NAMES,
     ("flask", "redis"),
 )
 STOP_SIGNALS: dict[str, signal.Signals] = {"nginx": signal.SIGQUIT}
@@ -556,6 +635,7 @@ def _stop(settings: Settings, names: set[str], say: Printer) -> None:
 
 def down(settings: Settings, say: Printer = print) -> None:
     _stop(settings, {path.stem for path in settings.pids_dir.glob("*.pid")}, say)
+    (settings.state_dir / SELECTION_FILE).unlink(missing_ok=True)
     busy = [
         f"{port} ({name})"
         for name, port in settings.ports.items()
@@ -662,7 +742,7 @@ class ComponentStatus:
 
 def status(settings: Settings) -> list[ComponentStatus]:
     rows = []
-    for name in HEALTH_PROBES:
+    for name in health_probes(settings):
         record = processes.read_pid(settings.pids_dir / f"{name}.pid")
         running = processes.is_alive(record)
         url = probe_url(settings, name)

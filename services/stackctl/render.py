@@ -7,7 +7,8 @@ Prometheus's ``$1``) is left alone. A placeholder with no value is an error, nev
 Usage: python -m stackctl.render [--container-limits] TEMPLATE OUTPUT [TEMPLATE OUTPUT ...]
 
 --container-limits (Docker mode) adds the connection limits that stackctl.capacity derives from
-CONTAINER_NOFILE, as native mode adds those derived from the machine's open-file limit.
+CONTAINER_NOFILE, as native mode adds those derived from the machine's open-file limit, and the
+routes and targets of the server variants selected by VARIANTS (stackctl.routes).
 """
 
 from __future__ import annotations
@@ -58,12 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     values: dict[str, str] = dict(os.environ)
     if args[:1] == ["--container-limits"]:
+        from gateway_common.settings import ConfigError
         from stackctl.capacity import CapacityError, container_limits
+        from stackctl.routes import docker_values
 
         args = args[1:]
         try:
             values |= container_limits(os.environ).nginx_values()
-        except CapacityError as error:
+            values |= docker_values(os.environ)
+        except (CapacityError, ConfigError) as error:
             print(f"render: {error}", file=sys.stderr)
             return 1
     if not args or len(args) % 2:

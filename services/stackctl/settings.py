@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway_common import variants
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 BASE_PORTS: dict[str, int] = {
@@ -29,6 +31,16 @@ BASE_PORTS: dict[str, int] = {
     "locust_metrics": 9646,
     "redis": 6379,
     "redis_exporter": 9121,
+    # The extra server variants (gateway_common.variants): an app and a metrics port each.
+    **{
+        name: port
+        for variant in variants.VARIANTS
+        if not variant.default
+        for name, port in (
+            (variant.port_name, variants.APP_PORT_BASE + variant.slot),
+            (variant.metrics_port_name, variants.METRICS_PORT_BASE + variant.slot),
+        )
+    },
 }
 PROFILE_PORT_OFFSETS: dict[str, int] = {"default": 0, "test": 10000, "chaos": 20000}
 # Only the ports a user looks at may be moved from the environment, like in Docker mode.

@@ -32,10 +32,10 @@ REDIS_TEMPLATE = ROOT / "services" / "redis" / "redis.conf.template"
 TEMPLATES = (NGINX_TEMPLATE, PROMETHEUS_TEMPLATE, REDIS_TEMPLATE)
 
 try:
-    from stackctl import capacity, render, tls
+    from stackctl import capacity, render, routes, tls
 except ImportError:  # not installed into the environment: use the source tree
     sys.path.insert(0, str(ROOT / "services"))
-    from stackctl import capacity, render, tls
+    from stackctl import capacity, render, routes, tls
 
 pytestmark = pytest.mark.static
 
@@ -498,13 +498,15 @@ def test_dot_env_is_git_ignored() -> None:
 
 
 CAPACITY_INPUTS = {"CONTAINER_NOFILE", "SERVICE_MEMORY"}
+# Read by stackctl.routes (the server variants' routes and targets), not by a template.
+VARIANT_INPUTS = {"VARIANTS", "WSGI_WORKERS", "WSGI_THREADS", "WSGI_WORKER_CLASS", "ASGI_WORKERS"}
 
 
 def derived_by_config(config: dict[str, Any]) -> set[str]:
-    """Placeholders `render --container-limits` fills from stackctl.capacity."""
+    """Placeholders `render --container-limits` fills (stackctl.capacity, stackctl.routes)."""
     if "--container-limits" not in config["command"]:
         return set()
-    return set(capacity.edge_limits(16384, 2).nginx_values())
+    return set(capacity.edge_limits(16384, 2).nginx_values()) | set(routes.docker_values({}).keys())
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
@@ -521,7 +523,7 @@ def test_config_service_sets_nothing_the_templates_do_not_use(
 ) -> None:
     used = set().union(*(render.placeholders(template.read_text()) for template in TEMPLATES))
     # The inputs of the derived limits are read by stackctl.capacity, not by a template.
-    extra = set(environment(services["config"])) - used - CAPACITY_INPUTS
+    extra = set(environment(services["config"])) - used - CAPACITY_INPUTS - VARIANT_INPUTS
     assert not extra, f"config service sets unused {sorted(extra)}"
 
 
@@ -563,6 +565,7 @@ def config_values(services: dict[str, dict[str, Any]]) -> dict[str, str]:
     }
     if "--container-limits" in services["config"]["command"]:
         values |= capacity.container_limits(values).nginx_values()
+        values |= routes.docker_values(values)
     return values
 
 
@@ -693,6 +696,7 @@ def test_docker_render_passes_promtool(services: dict[str, dict[str, Any]], tmp_
     promtool = find_tool("promtool")
     assert promtool, "no promtool binary: `make setup` installs it"
     values = {k: interpolate(v, {}) for k, v in environment(services["config"]).items()}
+    values |= routes.docker_values({"VARIANTS": "all"})
     values["PROMETHEUS_RULES_DIR"] = str(ROOT / "monitoring" / "prometheus" / "rules")
     values["PROMETHEUS_TARGETS_DIR"] = str(tmp_path)
     config = tmp_path / "prometheus.yml"

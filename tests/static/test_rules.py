@@ -26,9 +26,11 @@ TEMPLATE = PROMETHEUS_DIR / "prometheus.yml.template"
 
 try:
     from stackctl.render import placeholders, render_text, static_discovery
+    from stackctl.routes import prometheus_discovery
 except ImportError:  # not installed into the environment: use the source tree
     sys.path.insert(0, str(ROOT / "services"))
     from stackctl.render import placeholders, render_text, static_discovery
+    from stackctl.routes import prometheus_discovery
 
 pytestmark = pytest.mark.static
 
@@ -134,6 +136,7 @@ def native_values(tmp_path: Path) -> dict[str, str]:
         "NODE_EXPORTER_TARGET": "127.0.0.1:19100",
         "REDIS_EXPORTER_TARGET": "127.0.0.1:19121",
         "CADVISOR_DISCOVERY": "static_configs: [{targets: []}]",
+        "VARIANT_METRICS_DISCOVERY": prometheus_discovery(["127.0.0.1:19211", "127.0.0.1:19212"]),
         "PROMETHEUS_RULES_DIR": str(RULES_DIR),
         "PROMETHEUS_TARGETS_DIR": str(tmp_path / "targets"),
     }
@@ -154,7 +157,8 @@ def test_promtool_check_config_of_the_native_render(promtool, tmp_path):
     config = yaml.safe_load(rendered.read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == {
-        *("prometheus", "flask", "fastapi", "nginx", "node", "redis", "cadvisor", "locust")
+        *("prometheus", "flask", "fastapi", "variants", "nginx", "node", "redis", "cadvisor"),
+        "locust",
     }
     assert jobs["cadvisor"]["static_configs"][0]["targets"] == []
     assert jobs["locust"]["file_sd_configs"][0]["files"] == [

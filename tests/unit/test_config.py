@@ -43,7 +43,7 @@ def test_sync_with_threads_is_gthread() -> None:
     [
         ("WSGI_WORKERS", "two", "WSGI_WORKERS must be an integer between 1 and 64, got 'two'"),
         ("WSGI_WORKERS", "0", "WSGI_WORKERS must be an integer between 1 and 64, got '0'"),
-        ("WSGI_WORKER_CLASS", "gevent", "WSGI_WORKER_CLASS must be one of sync, gthread"),
+        ("WSGI_WORKER_CLASS", "eventlet", "WSGI_WORKER_CLASS must be one of sync, gthread, gevent"),
         ("WSGI_BIND", "8001", "WSGI_BIND must look like HOST:PORT"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL must be one of"),
     ],

@@ -32,6 +32,7 @@ def test_healthz(client: ServiceClient) -> None:
     assert list(body) == [
         "status",
         "service",
+        "framework",
         "server",
         "interface",
         "pid",
@@ -42,6 +43,7 @@ def test_healthz(client: ServiceClient) -> None:
     ]
     assert body["status"] == "ok"
     assert body["service"] == client.service
+    assert body["framework"] == client.service
     assert body["server"] == IDENTITY[client.service]["server"]
     assert body["interface"] == IDENTITY[client.service]["interface"]
     assert body["worker_class"] == IDENTITY[client.service]["worker_class"]
