@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.parse
@@ -13,10 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from gateway_common import variants
 from stackctl.settings import REPO_ROOT, Settings, load_settings
 from tests.prometheus_api import PrometheusQueries
 
 STACK_START_TIMEOUT_S = 180
+# The test stack runs every server variant, so the contract is checked on each of them.
+# TEST_VARIANTS (names, as VARIANTS takes them) narrows it while working on one variant.
+TEST_SELECTION = os.environ.get("TEST_VARIANTS") or variants.ALL
+TEST_VARIANTS = variants.parse_selection(TEST_SELECTION)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -88,6 +94,7 @@ def stackctl(*args: str, timeout: float = STACK_START_TIMEOUT_S) -> subprocess.C
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, variants.SELECTION_ENV: TEST_SELECTION},
     )
 
 
