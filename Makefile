@@ -29,7 +29,7 @@ GRAFANA_SCHEMA_DIR := tests/static/grafana_schema
 NODE_APT_PACKAGES := nodejs npm
 
 
-.PHONY: bench bench-quick bench-capacity bench-edge bench-overhead locust reload chaos lab
+.PHONY: bench bench-quick bench-capacity bench-edge bench-littles-law bench-overhead locust reload chaos lab
 .PHONY: help setup system-deps node-deps docker-deps up down reload status logs test test-unit test-static test-integration test-docker chaos lint format clean
 
 help: ## list the targets
@@ -136,6 +136,9 @@ bench-capacity: up ## ws_capacity: ramp 10,000 WebSockets through nginx; held, h
 
 bench-edge: up ## HTTP/1.1 vs HTTP/2 at the edge (h2load): req/s side by side for both services
 	$(VENV_PY) -m loadtests.bench.edge
+
+bench-littles-law: up ## each running variant's /io?ms=100 at 50 connections (wrk) vs min(50, capacity)/0.1 s (VARIANTS=all make up first)
+	@$(STACK_ENV); set -x; $(VENV_PY) -m loadtests.bench.littles_law
 
 bench-overhead: setup ## instrumented vs bare /hello throughput per service, direct, with wrk (~3 min)
 	$(VENV_PY) -m loadtests.bench.overhead
