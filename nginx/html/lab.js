@@ -89,14 +89,27 @@
     "service:server_worker_capacity:sum": { cell: "capacity", digits: 0 },
   };
 
+  // One row per service (variant); the two default services have theirs in the page already.
+  function numbersRow(service, interfaceName) {
+    const body = document.querySelector("#numbers-table tbody");
+    const existing = [...body.rows].find((row) => row.dataset.service === service);
+    if (existing) return existing;
+    const row = html("tr", { "data-interface": interfaceName, "data-service": service });
+    row.append(html("td", {}, `${interfaceName.toUpperCase()} · ${service}`));
+    for (const name of ["in-flight", "rate", "capacity"]) row.append(html("td", { class: name }, "–"));
+    body.append(row);
+    return row;
+  }
+
   async function refreshNumbers() {
     const status = $("numbers-status");
     try {
       const body = await getJson("/lab/metrics.json");
       for (const series of body.data.result) {
         const target = NUMBER_CELLS[series.metric.__name__];
-        const row = document.querySelector(`#numbers-table tr[data-interface="${series.metric.interface}"]`);
-        if (!target || !row) continue;
+        const { service, interface: interfaceName } = series.metric;
+        if (!target || !service || !interfaceName) continue;
+        const row = numbersRow(service, interfaceName);
         const value = Number(series.value[1]);
         const cell = row.querySelector(`.${target.cell}`);
         cell.textContent = value.toFixed(target.digits);
@@ -106,6 +119,34 @@
       status.dataset.state = "ok";
     } catch (error) {
       status.textContent = `no numbers: ${error.message}`;
+      status.dataset.state = "error";
+    }
+  }
+
+  // ---- Server variants ---------------------------------------------------------------------
+
+  async function loadVariants() {
+    const status = $("variants-status");
+    try {
+      const listed = (await getJson("/variants.json")).variants;
+      const rows = listed.map((variant) => {
+        const row = html("tr", { "data-variant": variant.name });
+        const name = html("td");
+        name.append(html("a", { href: `${variant.prefix}healthz` }, variant.name));
+        row.append(name);
+        for (const text of [variant.framework, variant.interface, variant.server, variant.worker_class]) {
+          row.append(html("td", {}, text));
+        }
+        row.append(html("td", {}, `${variant.workers} × ${variant.threads}`));
+        row.append(html("td", { class: "capacity" }, variant.capacity === null ? "unbounded" : String(variant.capacity)));
+        row.append(html("td", {}, variant.websockets ? `${variant.prefix}ws/echo, ${variant.prefix}ws/chat` : "—"));
+        return row;
+      });
+      document.querySelector("#variants-table tbody").replaceChildren(...rows);
+      status.textContent = `${listed.length} variants running`;
+      status.dataset.state = "ok";
+    } catch (error) {
+      status.textContent = `no list: ${error.message}`;
       status.dataset.state = "error";
     }
   }
@@ -477,6 +518,7 @@
     $("chat-join").addEventListener("click", () => joinChat(room));
     refreshNumbers();
     setInterval(refreshNumbers, NUMBERS_REFRESH_MS);
+    loadVariants();
     loadCapacities()
       .then(() => {
         showPrediction(readIntOr($("race-n"), RACE_N), readIntOr($("race-ms"), RACE_MS));

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from tests.browser import PageProblems, chromium
-from tests.conftest import StackHandle
+from tests.conftest import TEST_VARIANTS, StackHandle
 
 pytestmark = pytest.mark.integration
 
@@ -109,20 +109,22 @@ def client(stack: StackHandle) -> Iterator[httpx.Client]:
 
 
 def lab_series(body: dict) -> set[tuple[str, str]]:
-    return {(r["metric"]["__name__"], r["metric"]["interface"]) for r in body["data"]["result"]}
+    return {(r["metric"]["__name__"], r["metric"]["service"]) for r in body["data"]["result"]}
 
 
 def expected_series() -> set[tuple[str, str]]:
-    return {(name, interface) for name in LAB_SERIES for interface in ("wsgi", "asgi")}
+    """Each series for every running variant (their health probes already made requests)."""
+    return {(name, variant.name) for name in LAB_SERIES for variant in TEST_VARIANTS}
 
 
 def wait_for_lab_series(stack: StackHandle) -> None:
     """The recording rules need an evaluation or two after the stack starts."""
     names = "|".join(sorted(LAB_SERIES))
-    stack.wait_for(f'{{__name__=~"{names}"}}', lambda result: len(result) == 6)
+    count = len(expected_series())
+    stack.wait_for(f'{{__name__=~"{names}"}}', lambda result: len(result) == count)
 
 
-def test_lab_metrics_answers_the_fixed_query_for_both_services(client, stack: StackHandle):
+def test_lab_metrics_answers_the_fixed_query_for_every_variant(client, stack: StackHandle):
     wait_for_lab_series(stack)
     response = client.get("/lab/metrics.json")
     assert response.status_code == 200
@@ -183,6 +185,22 @@ def test_lab_page_loads_with_no_errors_and_talks_to_this_host_only(browser, stac
         assert problems.requested_urls and sockets
         assert all(url.startswith(stack.public_url) for url in problems.requested_urls)
         assert all(url.startswith(stack.ws_url) for url in sockets)
+    finally:
+        context.close()
+
+
+def test_lab_page_lists_every_running_variant_with_its_capacity(browser, stack: StackHandle):
+    context, page, problems, _sockets = open_lab(browser, stack, new_room())
+    try:
+        page.wait_for_selector("#variants-status[data-state='ok']", timeout=20_000)
+        shown = page.eval_on_selector_all(
+            "#variants-table tbody tr",
+            "rows => rows.map(r => [r.dataset.variant, r.querySelector('.capacity').textContent])",
+        )
+        assert shown == [
+            [v.name, "unbounded" if v.capacity is None else str(v.capacity)] for v in TEST_VARIANTS
+        ]
+        assert problems.all() == [], problems
     finally:
         context.close()
 
