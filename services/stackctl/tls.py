@@ -64,6 +64,11 @@ def ensure_certificate(state_dir: Path, environ: dict[str, str]) -> Certificate:
     # running as another user (nginx in Docker mode) can read its bind mount.
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
+    for path in (pair.cert, pair.key):
+        # A container started before the pair existed leaves an empty directory at a missing
+        # bind-mount source; ours to replace, being in our own state folder.
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
     result = subprocess.run(
         [
             openssl,

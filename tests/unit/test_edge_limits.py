@@ -77,3 +77,12 @@ def test_a_self_signed_pair_is_made_once_and_reused(tmp_path) -> None:
     again = tls.ensure_certificate(tmp_path, {})
     assert first.self_signed and again.cert.read_bytes() == made
     assert (tmp_path / "tls").stat().st_mode & 0o777 == 0o700
+
+
+def test_empty_directories_left_at_the_pair_paths_are_replaced(tmp_path) -> None:
+    # What an engine leaves at a bind-mount source that did not exist when a container started.
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / "tls" / name).mkdir(parents=True)
+    pair = tls.ensure_certificate(tmp_path, {})
+    assert pair.cert.is_file() and pair.key.is_file()
+    assert pair.cert.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
