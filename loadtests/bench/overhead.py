@@ -433,8 +433,9 @@ def _problems(round_: RoundResult) -> str:
 
 def settings_line() -> str:
     """The server settings both sides share (from the environment, as the services read them)."""
-    from fastapi_app.settings import REDIS_URL_ENV, load_asgi_settings
+    from fastapi_app.settings import load_asgi_settings
     from flask_app.settings import load_wsgi_settings
+    from gateway_common.settings import REDIS_URL_ENV
 
     wsgi = load_wsgi_settings()
     # The broker's address is required to load the settings, and irrelevant to /hello.

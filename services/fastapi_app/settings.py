@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.parse
 from dataclasses import dataclass
 
 from gateway_common import variants
@@ -14,15 +13,13 @@ from gateway_common.settings import (
     env_bind,
     env_int,
     env_log_level,
+    env_redis_url,
     env_root_path,
-    env_str,
 )
 
 # The framework's default variant (GATEWAY_VARIANT names another: gateway_common.variants).
 SERVICE = "fastapi"
 INTERFACE = "asgi"
-REDIS_URL_ENV = "REDIS_URL"
-REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 
 
 @dataclass(frozen=True)
@@ -42,21 +39,6 @@ class AsgiSettings:
     @property
     def capacity(self) -> int:
         return self.workers  # one event loop per worker; in-flight per loop is unbounded
-
-
-def env_redis_url(name: str = REDIS_URL_ENV, environ: Environ | None = None) -> str:
-    """A redis-py URL such as `redis://HOST:PORT/0`; required (chat needs its broker)."""
-    raw = env_str(name, "", environ).strip()
-    if not raw:
-        raise ConfigError(
-            f"{name} is required: the chat broker's address, e.g. redis://HOST:PORT/0"
-        )
-    parsed = urllib.parse.urlsplit(raw)
-    if parsed.scheme not in REDIS_URL_SCHEMES or not (parsed.hostname or parsed.path):
-        schemes = ", ".join(f"{scheme}://" for scheme in REDIS_URL_SCHEMES)
-        # The value itself is not echoed: it may carry a password.
-        raise ConfigError(f"{name} must be a URL starting with {schemes}")
-    return raw
 
 
 def load_asgi_settings(environ: Environ | None = None) -> AsgiSettings:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import urllib.parse
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+REDIS_URL_ENV = "REDIS_URL"
+REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 
 
 class ConfigError(ValueError):
@@ -116,3 +119,18 @@ def env_allowed_ips(name: str, default: str, environ: Environ | None = None) -> 
                 f"{name} must be a comma-separated list of IPs or CIDRs (or *), got {item!r}"
             ) from None
     return value
+
+
+def env_redis_url(name: str = REDIS_URL_ENV, environ: Environ | None = None) -> str:
+    """A redis-py URL such as `redis://HOST:PORT/0`; required (chat needs its broker)."""
+    raw = env_str(name, "", environ).strip()
+    if not raw:
+        raise ConfigError(
+            f"{name} is required: the chat broker's address, e.g. redis://HOST:PORT/0"
+        )
+    parsed = urllib.parse.urlsplit(raw)
+    if parsed.scheme not in REDIS_URL_SCHEMES or not (parsed.hostname or parsed.path):
+        schemes = ", ".join(f"{scheme}://" for scheme in REDIS_URL_SCHEMES)
+        # The value itself is not echoed: it may carry a password.
+        raise ConfigError(f"{name} must be a URL starting with {schemes}")
+    return raw
