@@ -1,10 +1,11 @@
-"""Unit-test setup: metrics in multiprocess mode, both apps, one client interface.
+"""Unit-test setup: metrics in multiprocess mode, the apps, one client interface.
 
 PROMETHEUS_MULTIPROC_DIR is set here at import time, before anything imports
 prometheus_client (it picks its mode at import). The apps are built from settings read from an
 empty environment (`DEFAULT_ENV`), so they see the contract's defaults whatever the shell has
 set. The FastAPI app's chat broker is a real redis-server, started once per session on a free
-loopback port (`redis_server`).
+loopback port (`redis_server`). The Tornado app has no in-process test client: its own server
+runs on a free loopback port, in a thread (`tornado_server`).
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ _MULTIPROC_DIR = tempfile.mkdtemp(prefix="gateway-lab-prom-")
 atexit.register(shutil.rmtree, _MULTIPROC_DIR, ignore_errors=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _MULTIPROC_DIR
 
+import httpx  # noqa: E402
 import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from service_clients import ServiceClient, start_fastapi_client  # noqa: E402
+from service_clients import BROKER_CONNECT_TIMEOUT_S, ServiceClient, start_fastapi_client  # noqa: E402
+from tornado_server import TornadoServer  # noqa: E402
 
 from fastapi_app.settings import load_asgi_settings  # noqa: E402
 from flask_app.app import create_app as create_flask_app  # noqa: E402
 from flask_app.settings import load_wsgi_settings  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
+from tornado_app.settings import load_tornado_settings  # noqa: E402
 
 #: The environment the apps' settings are read from: nothing set, every default. (The FastAPI
 #: app's one required variable, REDIS_URL, is added per test: `fastapi_env`.)
@@ -81,7 +85,24 @@ def fastapi_client(fastapi_test_client: TestClient) -> ServiceClient:
     return ServiceClient("fastapi", fastapi_test_client)
 
 
-@pytest.fixture(params=["flask", "fastapi"])
+@pytest.fixture
+def tornado_server(fastapi_env: dict[str, str]) -> Iterator[TornadoServer]:
+    """The Tornado app on its own server (same defaults and broker as the FastAPI app)."""
+    server = TornadoServer(load_tornado_settings(environ=fastapi_env))
+    server.start(BROKER_CONNECT_TIMEOUT_S)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def tornado_client(tornado_server: TornadoServer) -> Iterator[ServiceClient]:
+    with httpx.Client(base_url=tornado_server.url, timeout=30) as http:
+        yield ServiceClient("tornado", http)
+
+
+@pytest.fixture(params=["flask", "fastapi", "tornado"])
 def client(request: pytest.FixtureRequest) -> ServiceClient:
-    """Each test using it runs against both services."""
+    """Each test using it runs against every service."""
     return request.getfixturevalue(f"{request.param}_client")

@@ -1,4 +1,4 @@
-"""One client interface over Flask's test client and Starlette's TestClient.
+"""One client interface over Flask's test client, Starlette's TestClient and httpx (Tornado).
 
 A module of its own (not conftest.py) so tests import it by a unique name.
 """
@@ -35,7 +35,8 @@ class Answer:
 
 
 class ServiceClient:
-    """Same calls for the Flask test client and Starlette's TestClient."""
+    """Same calls for the Flask test client, Starlette's TestClient and an httpx.Client (which
+    TestClient is too)."""
 
     def __init__(self, service: str, raw: Any) -> None:
         self.service = service

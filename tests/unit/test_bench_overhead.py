@@ -25,12 +25,16 @@ def _bare_client(service: str) -> ServiceClient:
     return ServiceClient("fastapi", TestClient(bare_apps.create_fastapi()))
 
 
-def test_bare_apps_answer_hello_with_the_services_bytes(client: ServiceClient) -> None:
-    service = client.get("/hello")
-    bare = _bare_client(client.service).get("/hello")
-    assert service.status == bare.status == 200
-    assert bare.body == service.body
-    assert bare.headers["content-type"] == service.headers["content-type"]
+@pytest.mark.parametrize("service", ["flask", "fastapi"])
+def test_bare_apps_answer_hello_with_the_services_bytes(
+    service: str, request: pytest.FixtureRequest
+) -> None:
+    client: ServiceClient = request.getfixturevalue(f"{service}_client")
+    answer = client.get("/hello")
+    bare = _bare_client(service).get("/hello")
+    assert answer.status == bare.status == 200
+    assert bare.body == answer.body
+    assert bare.headers["content-type"] == answer.headers["content-type"]
 
 
 @pytest.mark.parametrize("service", ["flask", "fastapi"])

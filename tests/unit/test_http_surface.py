@@ -1,4 +1,4 @@
-"""The shared HTTP surface: both services, same shapes, same errors (docs/architecture.md)."""
+"""The shared HTTP surface: every service, same shapes, same errors (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,7 @@ import socket
 import pytest
 from service_clients import ServiceClient
 
-from gateway_common import workload
-
-IDENTITY = {
-    "flask": {"server": "gunicorn", "interface": "wsgi", "worker_class": "sync"},
-    "fastapi": {"server": "uvicorn", "interface": "asgi", "worker_class": "uvicorn"},
-}
+from gateway_common import variants, workload
 
 
 def assert_error(answer, status: int, code: str, message: str, field: str | None = None) -> None:
@@ -41,12 +36,13 @@ def test_healthz(client: ServiceClient) -> None:
         "worker_class",
         "threads",
     ]
+    variant = variants.get(client.service)  # each app's default variant, as registered
     assert body["status"] == "ok"
     assert body["service"] == client.service
     assert body["framework"] == client.service
-    assert body["server"] == IDENTITY[client.service]["server"]
-    assert body["interface"] == IDENTITY[client.service]["interface"]
-    assert body["worker_class"] == IDENTITY[client.service]["worker_class"]
+    assert body["server"] == variant.server
+    assert body["interface"] == variant.interface
+    assert body["worker_class"] == variant.worker_class
     assert isinstance(body["pid"], int)
     assert body["host"] == socket.gethostname()
     assert body["workers"] == 2
@@ -185,13 +181,23 @@ def test_echo_without_tags(client: ServiceClient) -> None:
     assert answer.json() == {"service": client.service, "echo": {"message": "x"}, "length": 1}
 
 
-def test_echo_same_bytes_in_both_services(
-    flask_client: ServiceClient, fastapi_client: ServiceClient
+def test_echo_same_bytes_in_every_service(
+    flask_client: ServiceClient, fastapi_client: ServiceClient, tornado_client: ServiceClient
 ) -> None:
     document = {"message": "é ü", "tags": ["t"]}
     flask_body = flask_client.post_json("/echo", document).body.strip()
     fastapi_body = fastapi_client.post_json("/echo", document).body.strip()
+    tornado_body = tornado_client.post_json("/echo", document).body
     assert flask_body.replace(b'"flask"', b'"fastapi"') == fastapi_body
+    assert tornado_body.replace(b'"tornado"', b'"fastapi"') == fastapi_body
+
+
+def test_errors_same_bytes_in_every_service(
+    flask_client: ServiceClient, fastapi_client: ServiceClient, tornado_client: ServiceClient
+) -> None:
+    for path in ("/io?ms=%C3%A9", "/stream?events=100&interval_ms=601", "/nope"):
+        bodies = {c.service: c.get(path).body.strip() for c in (flask_client, fastapi_client)}
+        assert tornado_client.get(path).body == bodies["fastapi"] == bodies["flask"], path
 
 
 def test_echo_charset_parameter_is_accepted(client: ServiceClient) -> None:

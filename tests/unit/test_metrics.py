@@ -1,4 +1,4 @@
-"""Metric names and labels of the contract, recorded by both apps; dead-worker handling."""
+"""Metric names and labels of the contract, recorded by every app; dead-worker handling."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from service_clients import ServiceClient
 
-from gateway_common import metrics
+from gateway_common import metrics, variants
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ def sample(name: str, labels: dict[str, str]) -> float:
 
 
 def labels(client: ServiceClient, **extra: str) -> dict[str, str]:
-    interface = "wsgi" if client.service == "flask" else "asgi"
+    interface = variants.get(client.service).interface
     return {"service": client.service, "interface": interface, **extra}
 
 
