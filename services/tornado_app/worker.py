@@ -32,9 +32,9 @@ from tornado_app.app import make_app
 from tornado_app.lifecycle import CLOSE_MARGIN_S, DRAIN_S, Lifecycle
 from tornado_app.settings import INTERFACE, TornadoSettings, load_tornado_settings
 
-# A body announced over the contract's bound is answered 413 at once, then read and dropped
-# up to this size, so the client reads its answer before the connection closes. Beyond it,
-# Tornado gives up on the connection ("Content-Length too long") right after the 413.
+# A body over the contract's bound is read and dropped up to this size, then answered 413 (the
+# client reads its answer, and the connection stays usable). One announced larger than this is
+# refused by Tornado itself: a bare 400 and the connection closed ("Content-Length too long").
 DRAIN_MAX_BODY_BYTES = 1024 * 1024
 PARENT_CHECK_MS = 1000
 
