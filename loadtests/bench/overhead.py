@@ -269,15 +269,15 @@ def _environment(service: str, port: int, workdir: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
+    # Nothing listens there: the FastAPI chat bus retries in the background with a growing
+    # backoff, and only /poll would contact it; /hello touches neither.
+    env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
     if service == "flask":
         env["WSGI_BIND"] = f"127.0.0.1:{port}"
         env["WSGI_METRICS_BIND"] = f"127.0.0.1:{free_port()}"
     else:
         env["ASGI_BIND"] = f"127.0.0.1:{port}"
         env["ASGI_METRICS_BIND"] = f"127.0.0.1:{free_port()}"
-        # Nothing listens there: the chat bus retries in the background with a growing backoff,
-        # which /hello does not touch.
-        env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
     return env
 
 
@@ -437,9 +437,10 @@ def settings_line() -> str:
     from flask_app.settings import load_wsgi_settings
     from gateway_common.settings import REDIS_URL_ENV
 
-    wsgi = load_wsgi_settings()
     # The broker's address is required to load the settings, and irrelevant to /hello.
-    asgi = load_asgi_settings({**os.environ, REDIS_URL_ENV: "redis://127.0.0.1:1/0"})
+    environ = {**os.environ, REDIS_URL_ENV: "redis://127.0.0.1:1/0"}
+    wsgi = load_wsgi_settings(environ)
+    asgi = load_asgi_settings(environ)
     return (
         f"Gunicorn {wsgi.worker_class}, {wsgi.workers} workers x {wsgi.threads} threads; "
         f"Uvicorn {asgi.workers} workers"

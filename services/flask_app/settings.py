@@ -13,6 +13,7 @@ from gateway_common.settings import (
     env_choice,
     env_int,
     env_log_level,
+    env_redis_url,
 )
 
 # The framework's default variant (GATEWAY_VARIANT names another: gateway_common.variants).
@@ -33,6 +34,7 @@ class WsgiSettings:
     proxy_count: int
     keepalive_s: int
     log_level: str
+    redis_url: str  # the chat broker, for /poll; no default here: each run mode passes its own
 
     @property
     def capacity(self) -> int:
@@ -64,4 +66,5 @@ def load_wsgi_settings(environ: Environ | None = None) -> WsgiSettings:
         proxy_count=env_int("WSGI_PROXY_COUNT", 1, 0, 10, environ=environ),
         keepalive_s=env_int("BACKEND_KEEPALIVE_S", 75, 1, 3600, environ=environ),
         log_level=env_log_level(environ=environ),
+        redis_url=env_redis_url(environ=environ),
     )

@@ -122,7 +122,7 @@ def env_allowed_ips(name: str, default: str, environ: Environ | None = None) -> 
 
 
 def env_redis_url(name: str = REDIS_URL_ENV, environ: Environ | None = None) -> str:
-    """A redis-py URL such as `redis://HOST:PORT/0`; required (chat needs its broker)."""
+    """A redis-py URL such as `redis://HOST:PORT/0`; required (chat and /poll need the broker)."""
     raw = env_str(name, "", environ).strip()
     if not raw:
         raise ConfigError(

@@ -398,10 +398,12 @@ def test_app_services_are_hardened_and_identically_sized(
         if "PROMETHEUS_MULTIPROC_DIR" in env:
             assert env["PROMETHEUS_MULTIPROC_DIR"] in writable, f"{name}: metrics not on tmpfs"
         assert "/tmp" in writable, f"{name}: no writable /tmp on a read-only root"
-    # The chat bus is Redis pub/sub: a broker address, no shared socket directory.
-    fastapi_env = environment(services["fastapi"])
-    assert fastapi_env.get("REDIS_URL", "").startswith("redis://")
-    assert "CHAT_BUS_DIR" not in fastapi_env
+    # The chat bus (and /poll) is Redis pub/sub: a broker address, no shared socket directory.
+    for name in APP_SERVICES:
+        env = environment(services[name])
+        assert env.get("REDIS_URL", "").startswith("redis://"), name
+        assert "CHAT_BUS_DIR" not in env, name
+    assert "redis" in services["flask"]["depends_on"]
     assert len(limits) == 1, f"flask and fastapi differ: {limits}"
     assert limits.pop()[:2] == ("${SERVICE_CPUS:-1.0}", "${SERVICE_MEMORY:-1g}")
 

@@ -34,8 +34,8 @@ from flask_app.settings import load_wsgi_settings  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tornado_app.settings import load_tornado_settings  # noqa: E402
 
-#: The environment the apps' settings are read from: nothing set, every default. (The FastAPI
-#: app's one required variable, REDIS_URL, is added per test: `fastapi_env`.)
+#: The environment the apps' settings are read from: nothing set, every default. (The apps' one
+#: required variable, REDIS_URL, is added per test: `service_env`.)
 DEFAULT_ENV: dict[str, str] = {}
 
 
@@ -58,14 +58,19 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
-def fastapi_env(redis_url: str) -> dict[str, str]:
-    """Every default, plus the test broker: what the FastAPI app's settings are read from."""
+def service_env(redis_url: str) -> dict[str, str]:
+    """Every default, plus the test broker: what both apps' settings are read from."""
     return {**DEFAULT_ENV, "REDIS_URL": redis_url}
 
 
 @pytest.fixture
-def flask_client() -> ServiceClient:
-    return ServiceClient("flask", create_flask_app(load_wsgi_settings(DEFAULT_ENV)).test_client())
+def fastapi_env(service_env: dict[str, str]) -> dict[str, str]:
+    return service_env
+
+
+@pytest.fixture
+def flask_client(service_env: dict[str, str]) -> ServiceClient:
+    return ServiceClient("flask", create_flask_app(load_wsgi_settings(service_env)).test_client())
 
 
 @pytest.fixture

@@ -20,20 +20,25 @@ from gateway_common.settings import Bind, ConfigError, parse_bind
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = REPO_ROOT / "services" / "flask_app" / "gunicorn.conf.py"
+# Both services require the broker's address; never contacted by these tests.
+BROKER = {"REDIS_URL": "redis://broker:6400/0"}
 
 
 def test_wsgi_defaults() -> None:
-    settings = load_wsgi_settings({})
+    with pytest.raises(ConfigError, match="REDIS_URL is required"):
+        load_wsgi_settings({})
+    settings = load_wsgi_settings(BROKER)
     assert settings.bind == Bind("127.0.0.1", 8001)
     assert settings.metrics_bind == Bind("127.0.0.1", 9101)
     assert (settings.workers, settings.threads, settings.worker_class) == (2, 1, "sync")
     assert settings.capacity == 2
     assert settings.proxy_count == 1
     assert settings.keepalive_s == 75
+    assert settings.redis_url == "redis://broker:6400/0"
 
 
 def test_sync_with_threads_is_gthread() -> None:
-    settings = load_wsgi_settings({"WSGI_THREADS": "4", "WSGI_WORKERS": "3"})
+    settings = load_wsgi_settings({**BROKER, "WSGI_THREADS": "4", "WSGI_WORKERS": "3"})
     assert settings.worker_class == "gthread"
     assert settings.capacity == 12
 
@@ -50,13 +55,13 @@ def test_sync_with_threads_is_gthread() -> None:
 )
 def test_wsgi_errors_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        load_wsgi_settings({name: value})
+        load_wsgi_settings({**BROKER, name: value})
 
 
 def test_asgi_defaults_and_errors() -> None:
     with pytest.raises(ConfigError, match="REDIS_URL is required"):
         load_asgi_settings(environ={})
-    broker = {"REDIS_URL": "redis://broker:6400/0"}
+    broker = BROKER
     settings = load_asgi_settings(environ=broker)
     assert settings.bind == Bind("127.0.0.1", 8002)
     assert settings.root_path == "/asgi"
@@ -70,7 +75,8 @@ def test_asgi_defaults_and_errors() -> None:
 
 
 def test_the_apps_take_their_settings_from_the_caller(redis_url: str) -> None:
-    flask_app = create_flask_app(load_wsgi_settings({"WSGI_WORKERS": "7", "WSGI_THREADS": "3"}))
+    wsgi = load_wsgi_settings({"WSGI_WORKERS": "7", "WSGI_THREADS": "3", "REDIS_URL": redis_url})
+    flask_app = create_flask_app(wsgi)
     health = flask_app.test_client().get("/healthz").get_json()
     assert (health["workers"], health["threads"], health["worker_class"]) == (7, 3, "gthread")
     asgi = load_asgi_settings(environ={"ASGI_WORKERS": "5", "REDIS_URL": redis_url})
@@ -78,10 +84,11 @@ def test_the_apps_take_their_settings_from_the_caller(redis_url: str) -> None:
         assert client.get("/healthz").json()["workers"] == 5
 
 
+@pytest.mark.parametrize("load", [load_wsgi_settings, load_asgi_settings])
 @pytest.mark.parametrize("value", ["broker:6379", "http://broker:6379", "redis://"])
-def test_redis_url_is_checked(value: str) -> None:
+def test_redis_url_is_checked(load, value: str) -> None:
     with pytest.raises(ConfigError, match="REDIS_URL must be a URL starting with redis://"):
-        load_asgi_settings(environ={"REDIS_URL": value})
+        load({"REDIS_URL": value})
 
 
 def test_parse_bind() -> None:
@@ -99,6 +106,7 @@ def test_gunicorn_conf(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WSGI_THREADS", "4")
     monkeypatch.setenv("WSGI_WORKER_CLASS", "sync")
     monkeypatch.setenv("BACKEND_KEEPALIVE_S", "90")
+    monkeypatch.setenv("REDIS_URL", BROKER["REDIS_URL"])
     conf = runpy.run_path(str(GUNICORN_CONF))
     assert conf["wsgi_app"] == "flask_app.app:create_app()"
     assert conf["bind"] == ["127.0.0.1:18001"]
@@ -145,7 +153,7 @@ def test_launcher_reports_config_errors() -> None:
 
 
 def test_proxy_fix_trusts_one_proxy() -> None:
-    app = create_flask_app(load_wsgi_settings({}))
+    app = create_flask_app(load_wsgi_settings(BROKER))
 
     @app.get("/whoami-test-only")
     def whoami() -> dict[str, str]:
