@@ -13,7 +13,6 @@ import json
 import logging
 import socket
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,8 +33,10 @@ from gateway_common.chat_bus import (
     BROKER_LOST,
     BrokerUnavailable,
     ChatBus,
+    ChatMessage,
     Member,
     MessageTooLarge,
+    new_member_id,
 )
 from gateway_common.errors import (
     ApiError,
@@ -266,7 +267,7 @@ def _register_websocket_routes(app: FastAPI, bus: ChatBus) -> None:
             bus.leave(member)
             await websocket.close(WS_TRY_AGAIN_LATER, BROKER_UNAVAILABLE_REASON)
             return
-        member_id = uuid.uuid4().hex[:12]
+        member_id = new_member_id()
         sender: asyncio.Task[None] | None = None
         try:
             # `host` tells which replica holds the socket (Docker mode, SCALE > 1).
@@ -331,15 +332,9 @@ async def _receive_chat_messages(
             return Close(WS_UNSUPPORTED_DATA)
         if _too_big(message):
             return Close(WS_MESSAGE_TOO_BIG)
-        envelope = {
-            "type": "message",
-            "room": room,
-            "from": member_id,
-            "text": message["text"],
-            "sent_at": time.time(),
-        }
+        envelope = ChatMessage.new(room, member_id, message["text"])
         try:
-            await bus.publish(envelope)
+            await bus.publish(envelope.document())
         except MessageTooLarge:
             return Close(WS_MESSAGE_TOO_BIG)
         except BrokerUnavailable:

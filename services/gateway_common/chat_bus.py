@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -50,6 +52,9 @@ RECONNECT_MAX_S = 2.0
 # Queued for a member when the broker is lost: its socket must be closed.
 BROKER_LOST: Final = None
 
+MESSAGE_TYPE = "message"
+MEMBER_ID_HEX_DIGITS = 12
+
 StateListener = Callable[[bool], None]
 
 
@@ -59,6 +64,65 @@ class MessageTooLarge(ValueError):
 
 class BrokerUnavailable(ConnectionError):
     """The chat broker cannot be reached now; the client should try again later."""
+
+
+def new_member_id() -> str:
+    """A fresh sender id: one per chat socket, one per message published over HTTP."""
+    return uuid.uuid4().hex[:MEMBER_ID_HEX_DIGITS]
+
+
+def encode(document: dict[str, Any]) -> bytes:
+    """`document` as published on a room's channel (compact UTF-8 JSON), at most
+    `MAX_MESSAGE_BYTES`, else `MessageTooLarge`."""
+    data = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(f"chat message is {len(data)} bytes, max {MAX_MESSAGE_BYTES}")
+    return data
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One chat message, as every member of its room receives it:
+    `{"type":"message","room":R,"from":id,"text":...,"sent_at":unix_seconds}`."""
+
+    room: str
+    sender: str  # "from" in the document
+    text: str
+    sent_at: float
+
+    @classmethod
+    def new(cls, room: str, sender: str, text: str) -> ChatMessage:
+        return cls(room=room, sender=sender, text=text, sent_at=time.time())
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "type": MESSAGE_TYPE,
+            "room": self.room,
+            "from": self.sender,
+            "text": self.text,
+            "sent_at": self.sent_at,
+        }
+
+    def encode(self) -> bytes:
+        return encode(self.document())
+
+    @classmethod
+    def decode(cls, data: bytes | str) -> ChatMessage | None:
+        """The chat message a room's channel carried, or None for anything else on it (the
+        channel is open to any Redis client, so nothing is assumed about what arrives)."""
+        try:
+            document = json.loads(data)
+        except ValueError:  # UnicodeDecodeError included
+            return None
+        if not isinstance(document, dict) or document.get("type") != MESSAGE_TYPE:
+            return None
+        room, sender, text = document.get("room"), document.get("from"), document.get("text")
+        sent_at = document.get("sent_at")
+        if not all(isinstance(value, str) for value in (room, sender, text)):
+            return None
+        if isinstance(sent_at, bool) or not isinstance(sent_at, int | float):
+            return None
+        return cls(room=room, sender=sender, text=text, sent_at=float(sent_at))
 
 
 @dataclass(eq=False)
@@ -196,9 +260,7 @@ class ChatBus:
 
     async def publish(self, message: dict[str, Any]) -> None:
         """Send `message` (it must carry `room`) to every member of its room in every worker."""
-        data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        if len(data) > MAX_MESSAGE_BYTES:
-            raise MessageTooLarge(f"chat message is {len(data)} bytes, max {MAX_MESSAGE_BYTES}")
+        data = encode(message)
         if self._client is None or not self._connected:
             raise BrokerUnavailable("chat broker unavailable")
         try:

@@ -22,8 +22,10 @@ from gateway_common.chat_bus import (
     RECONNECT_MAX_S,
     BrokerUnavailable,
     ChatBus,
+    ChatMessage,
     Member,
     MessageTooLarge,
+    new_member_id,
 )
 from tests.redis_server import RedisServer, running_redis
 
@@ -211,3 +213,36 @@ def test_leave_removes_empty_rooms(broker: RedisServer) -> None:
             await bus.stop()
 
     asyncio.run(scenario())
+
+
+def test_chat_message_document_and_round_trip() -> None:
+    message = ChatMessage.new("lobby", new_member_id(), 'héllo \u0000 "x"')
+    document = message.document()
+    assert list(document) == ["type", "room", "from", "text", "sent_at"]
+    assert document["type"] == "message"
+    assert len(document["from"]) == 12 and int(document["from"], 16) >= 0
+    data = message.encode()
+    assert data == json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    assert ChatMessage.decode(data) == message
+    assert ChatMessage.decode(data.decode()) == message
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xfe not utf-8",
+        b"not json",
+        b"[]",
+        b'{"type":"joined","room":"r","id":"x"}',
+        b'{"type":"message","room":"r","from":"a","text":5,"sent_at":1.0}',
+        b'{"type":"message","room":"r","from":"a","text":"t","sent_at":true}',
+        b'{"type":"message","room":"r","text":"t","sent_at":1.0}',
+    ],
+)
+def test_chat_message_decode_refuses_what_is_not_a_chat_message(data: bytes) -> None:
+    assert ChatMessage.decode(data) is None
+
+
+def test_encode_refuses_over_the_bound() -> None:
+    with pytest.raises(MessageTooLarge):
+        ChatMessage.new("r", "a", "x" * MAX_MESSAGE_BYTES).encode()
