@@ -29,6 +29,13 @@ ECHO_FIELDS = frozenset({"message", "tags"})
 JSON_MAX_DEPTH = 32
 JSON_MAX_INT_DIGITS = 100
 CHAT_ROOM_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+# `GET /poll`: how long to wait for a message; well under nginx's proxy_read_timeout (60 s),
+# so the service, not the proxy, ends every wait.
+POLL_TIMEOUT_MS_MIN, POLL_TIMEOUT_MS_MAX = 0, 30_000
+# `POST /poll`: the text of a chat message. At most 6 bytes per character once encoded
+# (`\u0000`), so the broadcast document always fits the chat bus's 64 KiB message bound.
+CHAT_TEXT_MAX_CHARS = 10_000
+POLL_FIELDS = frozenset({"text"})
 
 # Digits only (optional sign), short enough that int() is cheap; range is checked after.
 _INTEGER = re.compile(r"^[+-]?[0-9]{1,12}$")
@@ -174,11 +181,57 @@ def echo_body(content_type: str | None, body: bytes) -> dict[str, Any]:
     return echo_document(parse_json_body(body))
 
 
-def chat_room(values: Sequence[str]) -> str:
-    """The `room` of `/ws/chat`; the caller refuses the handshake with 403 on error."""
+def _room(values: Sequence[str], status: int) -> str:
     if len(values) != 1 or not _CHAT_ROOM.fullmatch(values[0]):
         shown = _shown(values[0]) if len(values) == 1 else ("none" if not values else "repeated")
         raise ApiError(
-            403, "invalid_parameter", f"room must match {CHAT_ROOM_PATTERN}, got {shown}", "room"
+            status, "invalid_parameter", f"room must match {CHAT_ROOM_PATTERN}, got {shown}", "room"
         )
     return values[0]
+
+
+def chat_room(values: Sequence[str]) -> str:
+    """The `room` of `/ws/chat`; the caller refuses the handshake with 403 on error."""
+    return _room(values, 403)
+
+
+def poll_room(values: Sequence[str]) -> str:
+    """The `room` of `GET`/`POST /poll` (the rooms of `/ws/chat`); 400 on error."""
+    return _room(values, 400)
+
+
+@dataclass(frozen=True)
+class PollParams:
+    room: str
+    timeout_ms: int
+
+
+def poll_params(room_values: Sequence[str], timeout_values: Sequence[str]) -> PollParams:
+    """`GET /poll?room=R&timeout_ms=N`: the room first, then the timeout."""
+    room = poll_room(room_values)
+    timeout_ms = int_param("timeout_ms", timeout_values, POLL_TIMEOUT_MS_MIN, POLL_TIMEOUT_MS_MAX)
+    return PollParams(room=room, timeout_ms=timeout_ms)
+
+
+def poll_document(document: Any) -> str:
+    """Validate the `POST /poll` document `{"text": str}`; return the text."""
+    if not isinstance(document, dict):
+        raise _invalid_body("body must be a JSON object")
+    for key in document:
+        if key not in POLL_FIELDS:
+            raise _invalid_body(f"unknown field {_shown(key)}", key)
+    if "text" not in document:
+        raise _invalid_body("text is required", "text")
+    text = document["text"]
+    if not isinstance(text, str) or not 1 <= len(text) <= CHAT_TEXT_MAX_CHARS:
+        raise _invalid_body(
+            f"text must be a string of 1 to {CHAT_TEXT_MAX_CHARS} characters", "text"
+        )
+    return text
+
+
+def poll_text(content_type: str | None, body: bytes) -> str:
+    """Full check of the `POST /poll` body, in the order of `echo_body`: 415, 413, 400, 422."""
+    check_json_content_type(content_type)
+    check_body_size(len(body))
+    return poll_document(parse_json_body(body))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway_common import validation
+from gateway_common.chat_bus import MAX_MESSAGE_BYTES, ChatMessage, new_member_id
 from gateway_common.errors import ApiError, error_body
 from gateway_common.request_id import resolve_request_id
 
@@ -100,3 +101,33 @@ def test_request_id_replaces_insane_ids(incoming: str | None) -> None:
     assert generated != incoming
     assert len(generated) == 32
     int(generated, 16)
+
+
+def test_poll_params() -> None:
+    assert validation.poll_params(["lobby"], ["0"]) == validation.PollParams("lobby", 0)
+    assert validation.poll_params(["a-b_C"], ["30000"]) == validation.PollParams("a-b_C", 30000)
+    # The room is checked first, with 400 (not the chat handshake's 403).
+    error = raises(validation.poll_params, ["bad room"], ["x"])
+    assert (error.status, error.field) == (400, "room")
+    assert error.message == "room must match ^[A-Za-z0-9_-]{1,32}$, got 'bad room'"
+    error = raises(validation.poll_params, ["r"], ["30001"])
+    assert (error.status, error.field) == (400, "timeout_ms")
+    assert error.message == "timeout_ms must be an integer between 0 and 30000, got '30001'"
+    assert raises(validation.poll_params, ["r", "s"], ["1"]).message.endswith("got repeated")
+    assert raises(validation.chat_room, ["bad room"]).status == 403
+
+
+def test_poll_text_order_of_checks() -> None:
+    assert validation.poll_text("application/json", b'{"text":"hi"}') == "hi"
+    assert raises(validation.poll_text, "text/plain", b"x" * 70000).status == 415
+    assert raises(validation.poll_text, "application/json", b"x" * 70000).status == 413
+    assert raises(validation.poll_text, "application/json", b'{"text":NaN}').status == 400
+    assert raises(validation.poll_text, "application/json", b'{"text":""}').status == 422
+
+
+def test_the_longest_poll_text_fits_a_chat_message() -> None:
+    # The worst case for the encoded size: every character escaped as \u00XX.
+    text = "\u0001" * validation.CHAT_TEXT_MAX_CHARS
+    assert validation.poll_document({"text": text}) == text
+    message = ChatMessage.new("r" * 32, new_member_id(), text)
+    assert len(message.encode()) <= MAX_MESSAGE_BYTES
