@@ -20,15 +20,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from fastapi_app.middleware import ObservabilityMiddleware, route_path
-from fastapi_app.params import ChatRoom, CpuN, IoMs, Stream
+from fastapi_app.params import ChatRoom, CpuN, IoMs, PollQuery, PollRoom, Stream
 from fastapi_app.settings import INTERFACE, AsgiSettings, load_asgi_settings
-from gateway_common import metrics, responses, validation, workload
+from gateway_common import long_poll, metrics, responses, validation, workload
 from gateway_common.chat_bus import (
     BROKER_LOST,
     BrokerUnavailable,
@@ -102,6 +102,7 @@ def create_app(settings: AsgiSettings | None = None) -> FastAPI:
     _register_error_handlers(app)
     _register_http_routes(app, identity)
     _register_websocket_routes(app, bus)
+    _register_poll_routes(app, bus)
     return app
 
 
@@ -339,3 +340,48 @@ async def _receive_chat_messages(
             return Close(WS_MESSAGE_TOO_BIG)
         except BrokerUnavailable:
             return BROKER_UNAVAILABLE
+
+
+def _poll_response(answer: long_poll.PollAnswer) -> Response:
+    return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
+
+
+_POLL_MESSAGE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["text"],
+    "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": validation.CHAT_TEXT_MAX_CHARS}
+    },
+}
+
+
+def _register_poll_routes(app: FastAPI, bus: ChatBus) -> None:
+    """Long polling (gateway_common.long_poll): a wait is a member of the worker's chat bus,
+    so it holds no connection of its own and no thread."""
+
+    @app.get(
+        "/poll",
+        summary="Wait for the next message of a chat room (204 at the timeout)",
+        response_class=Response,
+    )
+    async def poll_wait(params: PollQuery) -> Response:
+        return _poll_response(await long_poll.answer_get_async(bus, params))
+
+    @app.post(
+        "/poll",
+        summary="Publish a message to a chat room (its sockets and pollers)",
+        response_class=Response,
+        status_code=long_poll.PUBLISHED_STATUS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _POLL_MESSAGE_SCHEMA}},
+            }
+        },
+    )
+    async def poll_publish(request: Request, room: PollRoom) -> Response:
+        answer = await long_poll.answer_post_async(
+            bus, room, request.headers.get("content-type"), lambda: _read_body(request)
+        )
+        return _poll_response(answer)

@@ -68,7 +68,34 @@ def _chat_room(
     return validation.chat_room(connection.query_params.getlist("room"))
 
 
+_POLL_ROOM_DESCRIPTION = f"chat room, {validation.CHAT_ROOM_PATTERN}"
+
+
+def _poll_query(
+    connection: HTTPConnection,
+    room: Annotated[str | None, Query(description=_POLL_ROOM_DESCRIPTION)] = None,
+    timeout_ms: Annotated[
+        str | None,
+        Query(
+            description=f"longest wait in milliseconds, {validation.POLL_TIMEOUT_MS_MIN} to "
+            f"{validation.POLL_TIMEOUT_MS_MAX}"
+        ),
+    ] = None,
+) -> validation.PollParams:
+    query = connection.query_params
+    return validation.poll_params(query.getlist("room"), query.getlist("timeout_ms"))
+
+
+def _poll_room(
+    connection: HTTPConnection,
+    room: Annotated[str | None, Query(description=_POLL_ROOM_DESCRIPTION)] = None,
+) -> str:
+    return validation.poll_room(connection.query_params.getlist("room"))
+
+
 IoMs = Annotated[int, Depends(_io_ms)]
 CpuN = Annotated[int, Depends(_cpu_n)]
 Stream = Annotated[validation.StreamParams, Depends(_stream)]
 ChatRoom = Annotated[str, Depends(_chat_room)]
+PollQuery = Annotated[validation.PollParams, Depends(_poll_query)]
+PollRoom = Annotated[str, Depends(_poll_room)]

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flask_app.settings import INTERFACE, WsgiSettings, load_wsgi_settings
-from gateway_common import metrics, responses, validation, workload
+from gateway_common import long_poll, metrics, responses, validation, workload
 from gateway_common.errors import (
     ApiError,
     code_for_status,
@@ -65,6 +65,7 @@ def create_app(settings: WsgiSettings | None = None) -> Flask:
     _register_observability(app, settings.service)
     _register_error_handlers(app)
     _register_routes(app, identity)
+    _register_poll_routes(app, settings.redis_url)
     return app
 
 
@@ -204,3 +205,34 @@ def _register_routes(app: Flask, identity: responses.ServiceIdentity) -> None:
         body = request.get_data(cache=False)  # Content-Length over the limit: 413 from werkzeug
         document = validation.echo_body(request.content_type, body)
         return responses.echo_result(identity, document)
+
+
+def _poll_response(answer: long_poll.PollAnswer) -> Response:
+    response = Response(answer.body, status=answer.status, headers=dict(answer.headers))
+    if answer.content_type is None:
+        del response.headers["Content-Type"]  # Flask's text/html default; a 204 has no body
+    return response
+
+
+def _register_poll_routes(app: Flask, redis_url: str) -> None:
+    """Long polling (gateway_common.long_poll): each wait holds this worker's thread (or
+    greenlet) until a message comes or the time is up."""
+
+    @app.get("/poll")
+    def poll_wait() -> Response:
+        params = validation.poll_params(
+            request.args.getlist("room"), request.args.getlist("timeout_ms")
+        )
+        return _poll_response(long_poll.answer_get_sync(redis_url, params))
+
+    @app.post("/poll")
+    def poll_publish() -> Response:
+        room = validation.poll_room(request.args.getlist("room"))
+        answer = long_poll.answer_post_sync(
+            redis_url,
+            room,
+            request.content_type,
+            # Content-Length over the limit: 413 from werkzeug (MAX_CONTENT_LENGTH)
+            lambda: request.get_data(cache=False),
+        )
+        return _poll_response(answer)

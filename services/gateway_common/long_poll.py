@@ -15,11 +15,12 @@ Two implementations of one contract, for the two kinds of server:
 - async (`wait_async`, `publish_async`), for apps that run a `ChatBus` (one Redis subscription
   per worker process): a wait joins the bus as a member of the room, no connection of its own.
 
-The HTTP layer (`answer_get_*`, `answer_post_*`) checks the request with
-`gateway_common.validation` (bad input raises its `ApiError`, for the app's error handler) and
-returns a `PollAnswer` for everything else: 200 with the message, 204 at the timeout, 202 with
-what was published, 503 `chat_broker_unavailable` with `Retry-After` when Redis cannot be
-reached. An app only turns that answer into its framework's response.
+The HTTP layer (`answer_get_*`, `answer_post_*`) takes what the app checked with
+`gateway_common.validation` (`poll_params`, `poll_room`), checks the body itself (bad input
+raises `ApiError`, for the app's error handler) and returns a `PollAnswer` for everything else:
+200 with the message, 204 at the timeout, 202 with what was published, 503
+`chat_broker_unavailable` with `Retry-After` when Redis cannot be reached. An app only turns
+that answer into its framework's response.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,9 +182,8 @@ def publish_sync(url: str, room: str, text: str) -> ChatMessage:
     return message
 
 
-def answer_get_sync(url: str, rooms: Sequence[str], timeouts: Sequence[str]) -> PollAnswer:
-    """`GET /poll?room=R&timeout_ms=N`: every `room` and `timeout_ms` value of the query."""
-    params = validation.poll_params(rooms, timeouts)
+def answer_get_sync(url: str, params: validation.PollParams) -> PollAnswer:
+    """`GET /poll?room=R&timeout_ms=N`, its query checked by `validation.poll_params`."""
     try:
         return message_answer(wait_sync(url, params.room, params.timeout_ms))
     except BrokerUnavailable as exc:
@@ -191,11 +191,11 @@ def answer_get_sync(url: str, rooms: Sequence[str], timeouts: Sequence[str]) -> 
 
 
 def answer_post_sync(
-    url: str, rooms: Sequence[str], content_type: str | None, read_body: Callable[[], bytes]
+    url: str, room: str, content_type: str | None, read_body: Callable[[], bytes]
 ) -> PollAnswer:
-    """`POST /poll?room=R`; `read_body` is called only once room and media type passed
-    (a server-side size limit it enforces itself must answer the contract's 413)."""
-    room = validation.poll_room(rooms)
+    """`POST /poll?room=R`, `room` checked by `validation.poll_room`. `read_body` is called
+    once the media type passed (a size limit it enforces itself must raise the contract's 413);
+    then 413, 400 and 422 in the order of `validation.poll_text`."""
     validation.check_json_content_type(content_type)
     text = validation.poll_text(content_type, read_body())
     try:
@@ -244,11 +244,8 @@ async def publish_async(bus: ChatBus, room: str, text: str) -> ChatMessage:
     return message
 
 
-async def answer_get_async(
-    bus: ChatBus, rooms: Sequence[str], timeouts: Sequence[str]
-) -> PollAnswer:
-    """`GET /poll?room=R&timeout_ms=N`: every `room` and `timeout_ms` value of the query."""
-    params = validation.poll_params(rooms, timeouts)
+async def answer_get_async(bus: ChatBus, params: validation.PollParams) -> PollAnswer:
+    """`GET /poll?room=R&timeout_ms=N`, its query checked by `validation.poll_params`."""
     try:
         return message_answer(await wait_async(bus, params.room, params.timeout_ms))
     except BrokerUnavailable as exc:
@@ -257,12 +254,11 @@ async def answer_get_async(
 
 async def answer_post_async(
     bus: ChatBus,
-    rooms: Sequence[str],
+    room: str,
     content_type: str | None,
     read_body: Callable[[], Awaitable[bytes]],
 ) -> PollAnswer:
-    """`POST /poll?room=R`; `read_body` is awaited only once room and media type passed."""
-    room = validation.poll_room(rooms)
+    """`POST /poll?room=R`, as `answer_post_sync`; `read_body` is awaited."""
     validation.check_json_content_type(content_type)
     text = validation.poll_text(content_type, await read_body())
     try:
