@@ -12,16 +12,21 @@ import concurrent.futures
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis import Redis
-from service_clients import Answer, ServiceClient
+from service_clients import BROKER_CONNECT_TIMEOUT_S, Answer, ServiceClient, start_fastapi_client
 
+from fastapi_app.settings import load_asgi_settings
+from flask_app.app import create_app as create_flask_app
+from flask_app.settings import load_wsgi_settings
 from gateway_common.chat_bus import CHANNEL_PREFIX
+from tests.redis_server import RedisServer, running_redis
 
 # Bounds against hanging on a shared machine, never speed requirements.
 READY_TIMEOUT_S = 10.0
@@ -303,3 +308,54 @@ def test_openapi_documents_poll(fastapi_client: ServiceClient) -> None:
     assert schema["required"] == ["text"]
     assert schema["properties"]["text"]["maxLength"] == 10_000
     assert "202" in poll["post"]["responses"]
+
+
+# --------------------------------------------------------------------------- broker outage
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, to stop without disturbing the others."""
+    with running_redis(tmp_path) as server:
+        yield server
+
+
+def assert_broker_unavailable(answer: Answer) -> None:
+    message = "chat broker unavailable, try again later"
+    assert_error(answer, 503, "chat_broker_unavailable", message, None)
+    assert answer.headers["Retry-After"] == "2"
+
+
+def test_flask_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServer) -> None:
+    settings = load_wsgi_settings({"REDIS_URL": own_broker.url})
+    client = ServiceClient("flask", create_flask_app(settings).test_client())
+    room = new_room()
+    own_broker.stop()
+    assert_broker_unavailable(client.get(f"/poll?room={room}&timeout_ms=1000"))
+    assert_broker_unavailable(post(client, room, "nobody hears this"))
+    assert client.get("/hello").status == 200
+    own_broker.start()
+    assert client.get(f"/poll?room={room}&timeout_ms=0").status == 204
+    assert post(client, room, "back").status == 202
+
+
+def test_fastapi_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServer) -> None:
+    test_client = start_fastapi_client(
+        load_asgi_settings(environ={"REDIS_URL": own_broker.url}), raise_server_exceptions=False
+    )
+    try:
+        client = ServiceClient("fastapi", test_client)
+        bus = test_client.app.state.chat_bus  # type: ignore[attr-defined]
+        room = new_room()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            poll = start_poll(pool, client, room, own_broker.url)
+            own_broker.stop()  # a waiting poll is told, not left waiting
+            assert_broker_unavailable(poll.result(timeout=READY_TIMEOUT_S))
+        assert_broker_unavailable(client.get(f"/poll?room={room}&timeout_ms=1000"))
+        assert_broker_unavailable(post(client, room, "nobody hears this"))
+        own_broker.start()
+        assert test_client.portal.call(bus.wait_connected, BROKER_CONNECT_TIMEOUT_S)
+        assert client.get(f"/poll?room={room}&timeout_ms=0").status == 204
+        assert post(client, room, "back").status == 202
+    finally:
+        test_client.__exit__(None, None, None)
