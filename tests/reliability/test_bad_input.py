@@ -36,7 +36,7 @@ pytestmark = pytest.mark.reliability
 EXAMPLES_PER_OPERATION = 40
 ASGI_ONLY = {"/io/blocking", "/io/threadpool"}
 # Valid values are made cheap before sending, so a generated "ms=9999" does not wait 10 s.
-CHEAP = {"ms": 20, "n": 1000, "events": 2, "interval_ms": 10}
+CHEAP = {"ms": 20, "n": 1000, "events": 2, "interval_ms": 10, "timeout_ms": 10}
 INTEGER = re.compile(r"^[+-]?[0-9]{1,12}$")
 
 
@@ -148,19 +148,26 @@ def test_generated_requests_never_get_a_server_error(chaos_stack: StackHandle):
 JSON_HEADERS = {"content-type": "application/json"}
 
 
-def test_hostile_json_bodies_get_400_malformed_json(chaos_stack: StackHandle):
+# Every route that reads a JSON body.
+JSON_ROUTES = ["/echo", "/poll?room=hostile"]
+
+
+@pytest.mark.parametrize("route", JSON_ROUTES)
+def test_hostile_json_bodies_get_400_malformed_json(chaos_stack: StackHandle, route: str):
     seen = []
     with httpx.Client(base_url=chaos_stack.public_url, timeout=30) as client:
         for name, body, says in HOSTILE_BODIES:
             for prefix in ("asgi", "wsgi"):
-                response = client.post(f"/{prefix}/echo", content=body, headers=JSON_HEADERS)
+                response = client.post(f"/{prefix}{route}", content=body, headers=JSON_HEADERS)
                 assert response.status_code == 400, (prefix, name, response.text[:300])
                 _check_error_shape(response)
                 error = response.json()["error"]
                 assert error["code"] == "malformed_json", (prefix, name, error)
                 assert says.lower() in error["message"].lower(), (prefix, name, error)
             seen.append(name)
-    report("hostile JSON bodies, both services: 400 malformed_json each", ", ".join(seen))
+    report(
+        f"hostile JSON bodies on {route}, both services: 400 malformed_json each", ", ".join(seen)
+    )
 
 
 def test_generated_hostile_json_never_gets_a_server_error(chaos_stack: StackHandle):
@@ -219,11 +226,27 @@ def test_hostile_query_strings_get_400_invalid_parameter(chaos_stack: StackHandl
             assert response.json()["error"]["field"] == "ms"
 
 
-@pytest.mark.parametrize("room", ["%ff", "%ED%A0%80", "%C0%B5", "a%00b", "%EF%BC%95", "a%20b"])
+HOSTILE_ROOMS = ["%ff", "%ED%A0%80", "%C0%B5", "a%00b", "%EF%BC%95", "a%20b"]
+
+
+@pytest.mark.parametrize("room", HOSTILE_ROOMS)
 def test_hostile_chat_rooms_are_refused_with_403(chaos_stack: StackHandle, room: str):
     with pytest.raises(websockets.InvalidStatus) as refused:
         ws_connect(f"{chaos_stack.ws_url}/asgi/ws/chat?room={room}").close()
     assert refused.value.response.status_code == 403
+
+
+@pytest.mark.parametrize("room", HOSTILE_ROOMS)
+def test_hostile_poll_rooms_get_400_invalid_parameter(chaos_stack: StackHandle, room: str):
+    with httpx.Client(base_url=chaos_stack.public_url, timeout=30) as client:
+        for prefix in ("asgi", "wsgi"):
+            for response in (
+                client.get(f"/{prefix}/poll?room={room}&timeout_ms=0"),
+                client.post(f"/{prefix}/poll?room={room}", json={"text": "x"}),
+            ):
+                assert response.status_code == 400, (prefix, room, response.text)
+                _check_error_shape(response)
+                assert response.json()["error"]["field"] == "room"
 
 
 # Text the sockets carry as opaque text: they must come back (echo) or be broadcast (chat)
@@ -272,16 +295,26 @@ NUMERIC = [
     ("/cpu", "n", {}, validation.CPU_N_MIN, validation.CPU_N_MAX, False),
     ("/stream", "events", {"interval_ms": "0"}, 1, validation.STREAM_EVENTS_MAX, True),
     ("/stream", "interval_ms", {"events": "1"}, 0, validation.STREAM_INTERVAL_MS_MAX, True),
+    (
+        "/poll",
+        "timeout_ms",
+        {"room": "bounds"},
+        validation.POLL_TIMEOUT_MS_MIN,
+        validation.POLL_TIMEOUT_MS_MAX,
+        False,
+    ),
 ]
+# A valid value's answer where it is not 200: a poll nobody posts to times out.
+SUCCESS = {"/poll": 204}
 ODD_VALUES = [" 5", "5 ", "+5", "05", "-0", "5.0", "1e3", "0x10", "", "٥", "5\n", "9" * 13, "5%00"]
 
 
-def _oracle(name: str, raw: str, low: int, high: int) -> int:
+def _oracle(path: str, name: str, raw: str, low: int, high: int) -> int:
     try:
         validation.int_param(name, [raw], low, high)
     except ApiError:
         return 400
-    return 200
+    return SUCCESS.get(path, 200)
 
 
 @pytest.mark.parametrize(("path", "name", "others", "low", "high", "high_cheap"), NUMERIC)
@@ -296,7 +329,7 @@ def test_every_numeric_parameter_is_bounded(
         for prefix in ("asgi", "wsgi"):
             for raw in values:
                 response = client.get(f"/{prefix}{path}", params={**others, name: raw})
-                expected = _oracle(name, raw, low, high)
+                expected = _oracle(path, name, raw, low, high)
                 assert response.status_code == expected, (prefix, raw, response.text)
                 if expected == 400:
                     _check_error_shape(response)

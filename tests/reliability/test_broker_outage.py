@@ -74,6 +74,30 @@ async def _echo(stack: StackHandle) -> str:
         return await asyncio.wait_for(socket.recv(), RECV_TIMEOUT_S)
 
 
+def _polls(stack: StackHandle, room: str) -> dict[str, tuple[int, str | None, str | None]]:
+    """`GET` and `POST /poll` on both services through nginx: status, error code, Retry-After."""
+    answers = {}
+    for prefix in ("asgi", "wsgi"):
+        url = f"{stack.public_url}/{prefix}/poll"
+        for method, response in (
+            ("GET", httpx.get(url, params={"room": room, "timeout_ms": 0}, timeout=10)),
+            ("POST", httpx.post(url, params={"room": room}, json={"text": "x"}, timeout=10)),
+        ):
+            code = response.json()["error"]["code"] if response.status_code >= 400 else None
+            answers[f"{method} /{prefix}"] = (
+                response.status_code,
+                code,
+                response.headers.get("Retry-After"),
+            )
+    return answers
+
+
+def _polls_answer(stack: StackHandle, room: str) -> dict[str, tuple[int, str | None, str | None]]:
+    """`_polls` once every one of them is answered (202 or 204), else an empty dict."""
+    polls = _polls(stack, room)
+    return polls if all(status in (202, 204) for status, _, _ in polls.values()) else {}
+
+
 def _chat_works(stack: StackHandle, room: str) -> bool:
     try:
         return asyncio.run(_broadcast_reaches_all(stack, room))
@@ -112,6 +136,7 @@ def test_redis_outage_closes_chat_with_1013_and_chat_recovers_by_itself(chaos_st
             prefix: httpx.get(f"{stack.public_url}/{prefix}/healthz", timeout=10).status_code
             for prefix in ("asgi", "wsgi")
         }
+        polls_down = _polls(stack, room)
         time.sleep(1)
         load.mark("restart")
         started = chaosctl("up", timeout=120)  # starts only what is not running: Redis
@@ -124,6 +149,12 @@ def test_redis_outage_closes_chat_with_1013_and_chat_recovers_by_itself(chaos_st
             what="chat broadcast working again",
         )
         load.marks["recovered"] = recovered_at
+        # Each uvicorn worker reconnects on its own backoff: wait until every poll answers.
+        polls_back = wait_until(
+            lambda: _polls_answer(stack, room),
+            timeout_s=RECOVERY_TIMEOUT_S,
+            what="/poll answering on both services",
+        )
         time.sleep(1)
 
     during = load.window("stop", "restart")
@@ -136,6 +167,8 @@ def test_redis_outage_closes_chat_with_1013_and_chat_recovers_by_itself(chaos_st
         f"(the process was gone after {stopped - stopping:.2f} s)",
         f"new chat handshake while down: close {refused}",
         f"/ws/echo while down: {echoed!r}; healthz {health}; chat_broker_up {broker_gauge:g}",
+        f"/poll while down (status, code, Retry-After): {polls_down}",
+        f"/poll after return: {polls_back}",
         f"HTTP while down:  {during.describe()}",
         f"HTTP after return: {after.describe()}",
         f"chat broadcast worked again {recovered_at - restarted:.2f} s after Redis was started "
@@ -145,6 +178,8 @@ def test_redis_outage_closes_chat_with_1013_and_chat_recovers_by_itself(chaos_st
     assert refused == (TRY_AGAIN_LATER, REASON)
     assert echoed == "echo during outage"
     assert health == {"asgi": 200, "wsgi": 200}
+    assert set(polls_down.values()) == {(503, "chat_broker_unavailable", "2")}, polls_down
+    assert {status for status, _, _ in polls_back.values()} == {202, 204}, polls_back
     assert broker_gauge == 0
     assert during.sent > 20 and during.count(200) == during.sent
     assert after.sent > 5 and after.count(200) == after.sent
