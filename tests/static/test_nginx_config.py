@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway_common.validation import POLL_TIMEOUT_MS_MAX
 from stackctl import native
 from stackctl.render import placeholders
 from stackctl.settings import REPO_ROOT, load_settings
@@ -83,3 +85,12 @@ def test_websocket_upgrade_map_keeps_upstream_keepalive_for_plain_requests():
     assert '""      "";' in map_block
     assert "close" not in map_block
     assert "proxy_http_version 1.1;" in text
+
+
+def test_the_longest_poll_ends_before_nginx_stops_reading():
+    # GET /poll answers 204 at its timeout; nginx must still be reading then (else a 504).
+    text = TEMPLATE.read_text()
+    server_level = re.findall(r"^ {8}proxy_read_timeout (\d+)s;", text, re.MULTILINE)
+    assert len(server_level) == 1, server_level
+    assert int(server_level[0]) > POLL_TIMEOUT_MS_MAX / 1000
+    assert "/poll" not in text  # no location of its own overrides the server's timeout
