@@ -20,7 +20,8 @@ import websockets
 from redis import Redis
 
 from gateway_common.chat_bus import CHANNEL_PREFIX
-from tests.conftest import StackHandle
+from gateway_common.variants import Variant
+from tests.conftest import TEST_VARIANTS, StackHandle
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +144,34 @@ def test_a_poll_times_out_with_204_through_nginx(stack: StackHandle) -> None:
         assert answer.content == b""
         assert answer.headers["Cache-Control"] == "no-store"
         assert answer.headers["X-Request-ID"]
+
+
+async def _poll_hears_posts(stack: StackHandle, poll_prefix: str, post_prefix: str) -> None:
+    """A poll under `poll_prefix` answers 200 with one of the messages posted under
+    `post_prefix`; the post is repeated until the poll has answered (it waits from some moment
+    after its request was sent, which the test does not see), within a bound."""
+    room = new_room()
+    async with httpx.AsyncClient(base_url=stack.public_url, timeout=60) as client:
+        poll = asyncio.create_task(
+            client.get(f"{poll_prefix}/poll", params={"room": room, "timeout_ms": LONG_WAIT_MS})
+        )
+        posted = []
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not poll.done() and time.monotonic() < deadline:
+            answer = await client.post(
+                f"{post_prefix}/poll", params={"room": room}, json={"text": "to every variant"}
+            )
+            assert answer.status_code == 202, answer.text
+            posted.append(answer.content)
+            await asyncio.wait({poll}, timeout=0.2)
+        polled = await poll
+    assert polled.status_code == 200, (poll_prefix, polled.text)
+    assert polled.content in posted
+
+
+@pytest.mark.parametrize("variant", TEST_VARIANTS, ids=lambda v: v.name)
+def test_every_variant_polls_and_publishes_in_the_shared_rooms(
+    stack: StackHandle, variant: Variant
+) -> None:
+    asyncio.run(_poll_hears_posts(stack, variant.prefix, "/asgi"))
+    asyncio.run(_poll_hears_posts(stack, "/wsgi", variant.prefix))
