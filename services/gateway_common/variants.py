@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from gateway_common.settings import ConfigError, env_int
+from gateway_common.settings import ConfigError
 
 VARIANT_ENV = "GATEWAY_VARIANT"
 SELECTION_ENV = "VARIANTS"
@@ -339,10 +339,14 @@ def selected(environ: Mapping[str, str] | None = None) -> tuple[Variant, ...]:
 
 
 def with_default_overrides(variant: Variant, environ: Mapping[str, str]) -> Variant:
-    """The default services take their sizes from the environment (WSGI_WORKERS, ...)."""
+    """The default services take their sizes from the environment (WSGI_WORKERS, ...).
+
+    A value the service would refuse is left at the registry's: the service itself reports it,
+    naming the variable, when it starts.
+    """
     if variant.name == "flask":
-        workers = env_int("WSGI_WORKERS", variant.workers, 1, 64, environ=environ)
-        threads = env_int("WSGI_THREADS", variant.threads, 1, 256, environ=environ)
+        workers = _int_or(environ.get("WSGI_WORKERS"), variant.workers)
+        threads = _int_or(environ.get("WSGI_THREADS"), variant.threads)
         worker_class = environ.get("WSGI_WORKER_CLASS") or variant.worker_class
         if worker_class == "sync" and threads > 1:
             worker_class = "gthread"
@@ -350,13 +354,20 @@ def with_default_overrides(variant: Variant, environ: Mapping[str, str]) -> Vari
             variant,
             workers=workers,
             threads=threads,
-            per_worker_limit=threads,
+            per_worker_limit=GEVENT_WORKER_CONNECTIONS if worker_class == "gevent" else threads,
             worker_class=worker_class,
         )
     if variant.name == "fastapi":
-        workers = env_int("ASGI_WORKERS", variant.workers, 1, 64, environ=environ)
-        return replace(variant, workers=workers)
+        return replace(variant, workers=_int_or(environ.get("ASGI_WORKERS"), variant.workers))
     return variant
+
+
+def _int_or(raw: str | None, default: int) -> int:
+    try:
+        value = int((raw or "").strip())
+    except ValueError:
+        return default
+    return value if value >= 1 else default
 
 
 def current(default: str, environ: Mapping[str, str] | None = None) -> Variant:
