@@ -17,7 +17,7 @@ from tornado.iostream import StreamClosedError
 from tornado.routing import PathMatches, Rule
 from tornado.web import Application, RequestHandler, stream_request_body
 
-from gateway_common import responses, validation, workload
+from gateway_common import long_poll, responses, validation, workload
 from gateway_common.chat_bus import ChatBus
 from tornado_app import ws
 from tornado_app.base import AppContext, HttpHandler, NotFoundHandler
@@ -95,12 +95,11 @@ class StreamHandler(HttpHandler):
 
 
 @stream_request_body
-class EchoHandler(HttpHandler):
-    """Validates and echoes a JSON document.
+class BoundedBodyHandler(HttpHandler):
+    """Streams the request body in and keeps only its first MAX_BODY_BYTES (+ one chunk).
 
-    The body is streamed in and only its first MAX_BODY_BYTES (+ one chunk) are kept. It is
-    refused (415, 413, ...) once it has been read to its end: a connection closed with request
-    bytes still unread is reset, and the client may lose the answer.
+    A body is refused (415, 413, ...) once it has been read to its end: a connection closed with
+    request bytes still unread is reset, and the client may lose the answer.
     """
 
     def prepare(self) -> None:
@@ -112,12 +111,63 @@ class EchoHandler(HttpHandler):
             self._chunks.append(chunk)
         self._received += len(chunk)
 
+    def bounded_body(self) -> bytes:
+        """The whole body, or the contract's 413 when it exceeds MAX_BODY_BYTES."""
+        validation.check_body_size(self._received)
+        return b"".join(self._chunks)
+
+
+class EchoHandler(BoundedBodyHandler):
+    """Validates and echoes a JSON document."""
+
     async def post(self) -> None:
         content_type = self.request.headers.get("Content-Type")
         validation.check_json_content_type(content_type)  # 415 whatever the size, as elsewhere
-        validation.check_body_size(self._received)
-        document = validation.echo_body(content_type, b"".join(self._chunks))
+        document = validation.echo_body(content_type, self.bounded_body())
         self.send_json(responses.echo_result(self.ctx.identity, document))
+
+
+class PollHandler(BoundedBodyHandler):
+    """Long polling (gateway_common.long_poll): a wait is a member of the worker's chat bus, so
+    it holds no connection of its own and no thread; the IOLoop serves others meanwhile."""
+
+    _wait: asyncio.Future[long_poll.PollAnswer] | None = None
+    _client_left = False
+
+    async def get(self) -> None:
+        params = validation.poll_params(self.query_values("room"), self.query_values("timeout_ms"))
+        self._wait = asyncio.ensure_future(long_poll.answer_get_async(self.ctx.bus, params))
+        try:
+            answer = await self._wait
+        except asyncio.CancelledError:
+            if self._client_left:
+                return  # nobody to answer; on_connection_close counted the request
+            raise
+        self.send_poll_answer(answer)
+
+    async def post(self) -> None:
+        room = validation.poll_room(self.query_values("room"))
+        answer = await long_poll.answer_post_async(
+            self.ctx.bus, room, self.request.headers.get("Content-Type"), self._read_body
+        )
+        self.send_poll_answer(answer)
+
+    async def _read_body(self) -> bytes:
+        return self.bounded_body()  # streamed in (data_received) before post() runs
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self._client_left = True
+        if self._wait is not None:
+            self._wait.cancel()  # the wait leaves the room now, not at its timeout
+
+    def send_poll_answer(self, answer: long_poll.PollAnswer) -> None:
+        self.set_status(answer.status)
+        for name, value in answer.headers.items():
+            self.set_header(name, value)
+        if answer.content_type is None:
+            self.clear_header("Content-Type")  # Tornado's text/html default; a 204 has no body
+        self.finish(answer.body or None)  # even an empty chunk is a body to Tornado
 
 
 class WebSocketPath(PathMatches):
@@ -136,6 +186,7 @@ HTTP_ROUTES: tuple[tuple[str, type[HttpHandler]], ...] = (
     ("/cpu", CpuHandler),
     ("/stream", StreamHandler),
     ("/echo", EchoHandler),
+    ("/poll", PollHandler),
 )
 WEBSOCKET_ROUTES: tuple[tuple[str, type[RequestHandler]], ...] = (
     ("/ws/echo", ws.EchoSocket),
