@@ -87,7 +87,11 @@ def fastapi_test_client(fastapi_env: dict[str, str]) -> Iterator[TestClient]:
 
 @pytest.fixture
 def fastapi_client(fastapi_test_client: TestClient) -> ServiceClient:
-    return ServiceClient("fastapi", fastapi_test_client)
+    return ServiceClient(
+        "fastapi",
+        fastapi_test_client,
+        chat_bus=fastapi_test_client.app.state.chat_bus,  # type: ignore[attr-defined]
+    )
 
 
 @pytest.fixture
@@ -104,7 +108,7 @@ def tornado_server(fastapi_env: dict[str, str]) -> Iterator[TornadoServer]:
 @pytest.fixture
 def tornado_client(tornado_server: TornadoServer) -> Iterator[ServiceClient]:
     with httpx.Client(base_url=tornado_server.url, timeout=30) as http:
-        yield ServiceClient("tornado", http)
+        yield ServiceClient("tornado", http, chat_bus=tornado_server.worker.bus)
 
 
 @pytest.fixture(params=["flask", "fastapi", "tornado"])

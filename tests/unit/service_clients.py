@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from fastapi_app.app import create_app as create_fastapi_app
 from fastapi_app.settings import AsgiSettings
+from gateway_common.chat_bus import ChatBus
 
 BROKER_CONNECT_TIMEOUT_S = 10.0  # a bound against hanging, not a speed requirement
 
@@ -38,9 +39,11 @@ class ServiceClient:
     """Same calls for the Flask test client, Starlette's TestClient and an httpx.Client (which
     TestClient is too)."""
 
-    def __init__(self, service: str, raw: Any) -> None:
+    def __init__(self, service: str, raw: Any, chat_bus: ChatBus | None = None) -> None:
         self.service = service
         self.raw = raw
+        # The app's chat bus when it runs one (FastAPI, Tornado): tests count its members.
+        self.chat_bus = chat_bus
 
     def request(
         self,
