@@ -1,9 +1,10 @@
-"""`GET`/`POST /poll` on both services (docs/architecture.md, "HTTP surface"): the contract's
-bounds and errors, 204 at the timeout, 200 with the next message, and delivery between pollers
-and `/ws/chat` sockets, all through the session's real redis-server.
+"""`GET`/`POST /poll` on every service that serves it (docs/architecture.md, "HTTP surface"):
+the contract's bounds and errors, 204 at the timeout, 200 with the next message, and delivery
+between pollers and `/ws/chat` sockets, all through the session's real redis-server.
 
-A message is published only once the poll is waiting (subscribed to Redis on Flask, a member
-of the chat bus on FastAPI): pub/sub keeps no history, so earlier would be lost by design.
+A message is published only once the poll is waiting (subscribed to Redis on Flask, a member of
+the chat bus on FastAPI and Tornado): pub/sub keeps no history, so earlier would be lost by
+design.
 """
 
 from __future__ import annotations
@@ -15,18 +16,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis import Redis
 from service_clients import BROKER_CONNECT_TIMEOUT_S, Answer, ServiceClient, start_fastapi_client
+from tornado_server import TornadoServer
 
 from fastapi_app.settings import load_asgi_settings
 from flask_app.app import create_app as create_flask_app
 from flask_app.settings import load_wsgi_settings
 from gateway_common.chat_bus import CHANNEL_PREFIX
 from tests.redis_server import RedisServer, running_redis
+from tornado_app.settings import load_tornado_settings
 
 # Bounds against hanging on a shared machine, never speed requirements.
 READY_TIMEOUT_S = 10.0
@@ -36,7 +40,7 @@ MESSAGE_KEYS = ["type", "room", "from", "text", "sent_at"]
 
 # The services that serve /poll so far; others add it through gateway_common.long_poll, and
 # their name here.
-POLL_SERVICES = ["flask", "fastapi"]
+POLL_SERVICES = ["flask", "fastapi", "tornado"]
 
 
 @pytest.fixture(params=POLL_SERVICES)
@@ -66,15 +70,16 @@ def eventually(predicate: Callable[[], bool], what: str) -> None:
 
 
 def waiting_polls(client: ServiceClient, room: str, redis_url: str) -> Callable[[], int]:
-    """How many polls of `client`'s service wait in `room` (plus, on FastAPI, its sockets)."""
-    if client.service == "flask":
+    """How many polls of `client`'s service wait in `room` (plus, where the service runs a chat
+    bus, its sockets)."""
+    bus = client.chat_bus
+    if bus is None:  # Flask: each wait is a Redis subscription of its own
 
         def subscribed() -> int:
             with Redis.from_url(redis_url) as redis:
                 return int(redis.pubsub_numsub(CHANNEL_PREFIX + room)[0][1])
 
         return subscribed
-    bus = client.raw.app.state.chat_bus
     return lambda: bus.members(room)
 
 
@@ -281,14 +286,14 @@ def test_a_posted_message_reaches_chat_sockets(
 
 
 def test_a_waiting_poll_is_a_request_in_progress(client: ServiceClient, redis_url: str) -> None:
-    interface = "wsgi" if client.service == "flask" else "asgi"
+    interface = client.get("/healthz").json()["interface"]
     route = {"service": client.service, "interface": interface, "method": "GET", "route": "/poll"}
     answered = {**route, "status": "200"}
     before = gauge("http_requests_total", answered)
     room = new_room()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         poll = start_poll(pool, client, room, redis_url)
-        # A sync worker is held for the whole wait; the gauge shows it.
+        # The wait is a request in progress (on Flask it holds a sync worker meanwhile).
         assert gauge("http_requests_in_progress", route) == 1
         post(client, room, "done waiting")
         assert poll.result(timeout=READY_TIMEOUT_S).status == 200
@@ -355,8 +360,8 @@ def test_fastapi_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServ
         load_asgi_settings(environ={"REDIS_URL": own_broker.url}), raise_server_exceptions=False
     )
     try:
-        client = ServiceClient("fastapi", test_client)
         bus = test_client.app.state.chat_bus  # type: ignore[attr-defined]
+        client = ServiceClient("fastapi", test_client, chat_bus=bus)
         room = new_room()
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             poll = start_poll(pool, client, room, own_broker.url)
@@ -370,3 +375,25 @@ def test_fastapi_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServ
         assert post(client, room, "back").status == 202
     finally:
         test_client.__exit__(None, None, None)
+
+
+def test_tornado_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServer) -> None:
+    server = TornadoServer(load_tornado_settings(environ={"REDIS_URL": own_broker.url}))
+    server.start(BROKER_CONNECT_TIMEOUT_S)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            bus = server.worker.bus
+            client = ServiceClient("tornado", http, chat_bus=bus)
+            room = new_room()
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                poll = start_poll(pool, client, room, own_broker.url)
+                own_broker.stop()  # a waiting poll is told, not left waiting
+                assert_broker_unavailable(poll.result(timeout=READY_TIMEOUT_S))
+            assert_broker_unavailable(client.get(f"/poll?room={room}&timeout_ms=1000"))
+            assert_broker_unavailable(post(client, room, "nobody hears this"))
+            own_broker.start()
+            assert server.call(lambda: bus.wait_connected(BROKER_CONNECT_TIMEOUT_S))
+            assert client.get(f"/poll?room={room}&timeout_ms=0").status == 204
+            assert post(client, room, "back").status == 202
+    finally:
+        server.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -295,6 +296,23 @@ def test_a_client_leaving_a_stream_is_counted_as_499(tornado_server: TornadoServ
     with httpx.stream("GET", url, timeout=WAIT_S) as response:
         first = next(response.iter_text())
     assert first.startswith("id: 1\nevent: tick\n")
+    assert eventually(
+        lambda: sample("http_requests_total", {**route, "status": "499"}) == before + 1
+    )
+    assert sample("http_requests_in_progress", route) == 0
+    assert tornado_server.worker.lifecycle.in_flight == 0
+
+
+def test_a_client_leaving_a_poll_ends_its_wait(tornado_server: TornadoServer) -> None:
+    route = {**WS_LABELS, "method": "GET", "route": "/poll"}
+    before = sample("http_requests_total", {**route, "status": "499"})
+    bus, room = tornado_server.worker.bus, "left-behind"
+    request = f"GET /poll?room={room}&timeout_ms=20000 HTTP/1.1\r\nHost: test\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", tornado_server.port), timeout=WAIT_S) as client:
+        client.sendall(request.encode())
+        assert eventually(lambda: bus.members(room) == 1)
+    # Long before the 20 s timeout: the wait leaves the room when its client does.
+    assert eventually(lambda: bus.members(room) == 0)
     assert eventually(
         lambda: sample("http_requests_total", {**route, "status": "499"}) == before + 1
     )
