@@ -48,6 +48,10 @@ HEALTH_CHECK_S = 5.0
 # Reconnect backoff: quick first retries, then at most this long between attempts.
 RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 2.0
+# `stop` cancels the subscriber again this often until it ends: on Python 3.11 a cancellation
+# that lands as a write completes is lost in asyncio.wait_for (redis-py's writes; CPython
+# gh-86296, fixed in 3.12), and the subscriber would run on, holding the lifespan shutdown.
+STOP_RECANCEL_S = 0.1
 
 # Queued for a member when the broker is lost: its socket must be closed.
 BROKER_LOST: Final = None
@@ -168,8 +172,9 @@ class ChatBus:
 
     async def stop(self) -> None:
         if self._subscriber is not None:
-            self._subscriber.cancel()
-            await asyncio.gather(self._subscriber, return_exceptions=True)
+            while not self._subscriber.done():
+                self._subscriber.cancel()
+                await asyncio.wait({self._subscriber}, timeout=STOP_RECANCEL_S)
             self._subscriber = None
         if self._client is not None:
             await self._client.aclose()

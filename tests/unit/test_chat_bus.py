@@ -246,3 +246,19 @@ def test_chat_message_decode_refuses_what_is_not_a_chat_message(data: bytes) -> 
 def test_encode_refuses_over_the_bound() -> None:
     with pytest.raises(MessageTooLarge):
         ChatMessage.new("r", "a", "x" * MAX_MESSAGE_BYTES).encode()
+
+
+def test_stop_ends_the_subscriber_however_soon_after_start(broker: RedisServer) -> None:
+    # A stop within milliseconds of start lands while the subscriber connects, subscribes or
+    # writes its first health check; each of those moments must still end it (a subscriber that
+    # runs on holds the server's lifespan shutdown).
+    attempts = 60
+
+    async def scenario() -> None:
+        for attempt in range(attempts):
+            bus = ChatBus(broker.url)
+            await bus.start()
+            await asyncio.sleep((attempt % 6) / 1000)
+            await asyncio.wait_for(bus.stop(), CONNECT_TIMEOUT_S)
+
+    asyncio.run(scenario())
