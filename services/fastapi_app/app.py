@@ -44,6 +44,7 @@ from gateway_common.errors import (
     method_not_allowed_error,
     not_found_error,
 )
+from gateway_common.limits import WS_MAX_MESSAGE_BYTES
 
 HOSTNAME = socket.gethostname()
 
@@ -53,7 +54,6 @@ WS_POLICY_VIOLATION = 1008
 WS_MESSAGE_TOO_BIG = 1009
 WS_TRY_AGAIN_LATER = 1013
 BROKER_UNAVAILABLE_REASON = "chat broker unavailable"
-WS_MAX_MESSAGE_BYTES = 64 * 1024  # uvicorn's ws_max_size enforces it too; this covers tests
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +237,8 @@ def _register_http_routes(app: FastAPI, identity: responses.ServiceIdentity) -> 
 
 
 def _too_big(message: dict[str, Any]) -> bool:
+    """Over the contract's bound: the servers refuse such a message where they have a setting
+    for it, the app for the one that has none (Granian) and under the test client."""
     text, data = message.get("text"), message.get("bytes")
     size = len(text.encode("utf-8")) if text is not None else len(data or b"")
     return size > WS_MAX_MESSAGE_BYTES

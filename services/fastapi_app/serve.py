@@ -1,57 +1,35 @@
 """Launcher of the FastAPI service: `python -m fastapi_app.serve`.
 
 Checks the environment, prepares the metrics directory, serves the
-aggregated metrics from this (supervisor) process, then hands over to uvicorn, which
-spawns the workers. Uvicorn's workers are *spawned*, not forked: they import the app
+aggregated metrics from this (supervisor) process (fastapi_app.launch), then hands over to
+uvicorn, which spawns the workers. Uvicorn's workers are *spawned*, not forked: they import the app
 fresh, so nothing here leaks into them except the environment.
 """
 
 from __future__ import annotations
 
-import logging
-import logging.config
 import sys
 
 import uvicorn
 
-from fastapi_app.settings import INTERFACE, load_asgi_settings
-from gateway_common.limits import LISTEN_BACKLOG, connection_limit
-from gateway_common.logging import log_config_dict
-from gateway_common.settings import ConfigError
+from fastapi_app import launch
+from gateway_common.limits import (
+    GRACEFUL_SHUTDOWN_S,
+    LISTEN_BACKLOG,
+    WS_MAX_MESSAGE_BYTES,
+    WS_PING_INTERVAL_S,
+    WS_PING_TIMEOUT_S,
+    connection_limit,
+)
 
+LAUNCHER = "fastapi_app.serve"
 APP_FACTORY = "fastapi_app.app:create_app"
-WS_MAX_MESSAGE_BYTES = 64 * 1024
-GRACEFUL_SHUTDOWN_S = 30
-
-logger = logging.getLogger("fastapi_app.serve")
 
 
 def main(app_factory: str = APP_FACTORY) -> int:
     """Serve `app_factory` (another app only for the overhead bench's bare app)."""
-    try:
-        settings = load_asgi_settings()
-        # Imported here so a missing PROMETHEUS_MULTIPROC_DIR is reported like the others.
-        from gateway_common import metrics
-    except ConfigError as exc:
-        print(f"fastapi_app.serve: configuration error: {exc}", file=sys.stderr)
-        return 2
-
-    log_config = log_config_dict(settings.service, settings.log_level)
-    logging.config.dictConfig(log_config)
-
-    metrics.prepare_multiproc_dir()
-    metrics.set_server_gauges(settings.service, INTERFACE, settings.workers, settings.capacity)
-    metrics.serve_metrics(settings.metrics_bind)
-    logger.info(
-        "starting uvicorn",
-        extra={
-            "fields": {
-                "bind": str(settings.bind),
-                "workers": settings.workers,
-                "root_path": settings.root_path,
-            }
-        },
-    )
+    started = launch.prepare(LAUNCHER)
+    settings = started.settings
     uvicorn.run(
         app_factory,
         factory=True,
@@ -61,8 +39,8 @@ def main(app_factory: str = APP_FACTORY) -> int:
         loop="uvloop",
         http="httptools",
         ws_max_size=WS_MAX_MESSAGE_BYTES,
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
+        ws_ping_interval=WS_PING_INTERVAL_S,
+        ws_ping_timeout=WS_PING_TIMEOUT_S,
         timeout_keep_alive=settings.keepalive_s,
         # Past its open-file limit a worker answers HTTP with 503 instead of failing accept();
         # WebSocket upgrades bypass this check (the edge caps them: stackctl.capacity).
@@ -73,7 +51,7 @@ def main(app_factory: str = APP_FACTORY) -> int:
         root_path=settings.root_path,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         access_log=False,  # the app logs every request as JSON, with its request id
-        log_config=log_config,
+        log_config=started.log_config,
         log_level=settings.log_level,
     )
     return 0

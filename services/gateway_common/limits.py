@@ -1,4 +1,5 @@
-"""Descriptor budget shared by the servers and stackctl's edge arithmetic (stackctl.capacity)."""
+"""Bounds shared by every server of a variant, and the descriptor budget stackctl's edge
+arithmetic (stackctl.capacity) shares with them."""
 
 from __future__ import annotations
 
@@ -6,9 +7,16 @@ import resource
 
 #: Descriptors a process needs besides its sockets: log files, listeners, pipes, eventfds.
 FD_RESERVE = 64
-#: Listen queue of nginx's public listeners and of Uvicorn: a ramp of handshakes waits here
+#: Listen queue of nginx's public listeners and of the app servers: a ramp of handshakes waits here
 #: instead of being dropped (Linux caps it at net.core.somaxconn, 4096 by default).
 LISTEN_BACKLOG = 4096
+#: The largest WebSocket message (the contract: a bigger one closes the socket with 1009).
+WS_MAX_MESSAGE_BYTES = 64 * 1024
+#: Servers ping idle WebSockets this often, and drop those whose pong is this late.
+WS_PING_INTERVAL_S = 20
+WS_PING_TIMEOUT_S = 20
+#: On SIGTERM a server stops accepting and lets the requests in flight run this long.
+GRACEFUL_SHUTDOWN_S = 30
 
 
 def open_file_limit() -> int:

@@ -1,7 +1,8 @@
 """JSON logs: one line per record, and a line per request that is worth one.
 
-Server loggers (gunicorn, uvicorn) and the request log share `JsonFormatter`, so a log
-pipeline reads one format. Request lines carry their fields in `extra={"fields": {...}}`.
+Server loggers (Gunicorn, Uvicorn, Hypercorn, Granian, Daphne) and the request log share
+`JsonFormatter`, so a log pipeline reads one format. Request lines carry their fields in
+`extra={"fields": {...}}`.
 
 nginx's access log already has a line for every request, with the same request id, status and
 timings; the services add theirs at `info` only for errors (status >= 400) and slow requests,
@@ -83,10 +84,23 @@ def log_request(
     request_logger.log(level, "request", extra={"fields": fields})
 
 
+# The servers' own loggers: routed to the JSON handler (some install plain-text handlers of
+# their own otherwise: Granian's `_granian`, Hypercorn's `hypercorn.error`).
+SERVER_LOGGERS = (
+    "gunicorn.error",
+    "uvicorn",
+    "uvicorn.error",
+    "hypercorn.error",
+    "_granian",
+    "daphne",
+)
+ACCESS_LOGGERS = ("gunicorn.access", "uvicorn.access", "hypercorn.access", "granian.access")
+
+
 def log_config_dict(service: str, level: str) -> dict[str, Any]:
     """`logging.config.dictConfig` document for a server process and its workers.
 
-    Everything goes to stdout as JSON. Gunicorn's and uvicorn's access loggers are
+    Everything goes to stdout as JSON. The servers' access loggers are
     silenced: nginx's access log has every request, and the apps log their own (errors and
     slow ones at info, all at debug) with the request id.
     """
@@ -106,10 +120,13 @@ def log_config_dict(service: str, level: str) -> dict[str, Any]:
         },
         "root": {"level": level_name, "handlers": ["stdout_json"]},
         "loggers": {
-            "gunicorn.error": {"level": level_name, "handlers": [], "propagate": True},
-            "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
-            "uvicorn": {"level": level_name, "handlers": [], "propagate": True},
-            "uvicorn.error": {"level": level_name, "handlers": [], "propagate": True},
-            "uvicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
+            **{
+                name: {"level": level_name, "handlers": [], "propagate": True}
+                for name in SERVER_LOGGERS
+            },
+            **{
+                name: {"level": "CRITICAL", "handlers": [], "propagate": False}
+                for name in ACCESS_LOGGERS
+            },
         },
     }
