@@ -8,15 +8,14 @@ a message that names the variable.
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask_app.settings import INTERFACE, load_wsgi_settings
 from gateway_common import variants
+from gateway_common.limits import GRACEFUL_SHUTDOWN_S
 from gateway_common.logging import log_config_dict
 
 # Imports prometheus_client: fails here, before any worker starts, without
 # PROMETHEUS_MULTIPROC_DIR in the environment.
-from gateway_common import metrics  # isort: skip
+from gateway_common import gunicorn_hooks  # isort: skip
 
 _settings = load_wsgi_settings()
 
@@ -36,7 +35,7 @@ keepalive = _settings.keepalive_s
 # allows is a 60 s stream (events x interval_ms <= 60000), so 30 s would kill valid
 # streams: the timeout covers that plus a margin.
 timeout = 90
-graceful_timeout = 30
+graceful_timeout = GRACEFUL_SHUTDOWN_S
 
 loglevel = _settings.log_level
 logconfig_dict = log_config_dict(_settings.service, _settings.log_level)
@@ -47,17 +46,13 @@ accesslog = None  # the app logs every request as JSON, with its request id
 control_socket_disable = True
 
 
-def on_starting(server: Any) -> None:
-    """Master, before any worker: fresh metrics directory, server gauges."""
-    metrics.prepare_multiproc_dir()
-    metrics.set_server_gauges(_settings.service, INTERFACE, _settings.workers, _settings.capacity)
-
-
-def when_ready(server: Any) -> None:
-    """Master, sockets bound: serve the aggregated metrics on their own port."""
-    metrics.serve_metrics(_settings.metrics_bind)
-
-
-def child_exit(server: Any, worker: Any) -> None:
-    """Master, a worker is gone (also when killed): drop its live gauge samples."""
-    metrics.mark_dead(worker.pid)
+_hooks = gunicorn_hooks.MetricsHooks(
+    service=_settings.service,
+    interface=INTERFACE,
+    workers=_settings.workers,
+    capacity=_settings.capacity,
+    metrics_bind=_settings.metrics_bind,
+)
+on_starting = _hooks.on_starting
+when_ready = _hooks.when_ready
+child_exit = _hooks.child_exit
