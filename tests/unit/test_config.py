@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from flask import request
+from starlette.requests import Request as StarletteRequest
 
 from fastapi_app.app import create_app as create_fastapi_app
+from fastapi_app.proxied import create_app as create_proxied_fastapi_app
 from fastapi_app.settings import load_asgi_settings
 from flask_app.app import create_app as create_flask_app
 from flask_app.settings import load_wsgi_settings
@@ -164,3 +166,24 @@ def test_proxy_fix_trusts_one_proxy() -> None:
         headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7", "X-Forwarded-Proto": "https"},
     )
     assert answer.get_json() == {"remote_addr": "198.51.100.7", "scheme": "https"}
+
+
+def test_fastapi_behind_the_proxy_check_trusts_only_forwarded_allow_ips(redis_url: str) -> None:
+    # What the servers other than Uvicorn serve (fastapi_app.proxied): Uvicorn's rule.
+    settings = load_asgi_settings(
+        environ={"REDIS_URL": redis_url, "FORWARDED_ALLOW_IPS": "127.0.0.1"}
+    )
+    app = create_proxied_fastapi_app(settings)
+
+    @app.app.get("/whoami-test-only")
+    async def whoami(request: StarletteRequest) -> dict[str, str]:
+        assert request.client is not None
+        return {"client": request.client.host, "scheme": request.url.scheme}
+
+    forwarded = {"X-Forwarded-For": "203.0.113.9, 198.51.100.7", "X-Forwarded-Proto": "https"}
+    with TestClient(app, client=("127.0.0.1", 40000)) as from_nginx:
+        answer = from_nginx.get("/whoami-test-only", headers=forwarded).json()
+    assert answer == {"client": "198.51.100.7", "scheme": "https"}
+    with TestClient(app, client=("192.0.2.50", 40000)) as from_elsewhere:
+        answer = from_elsewhere.get("/whoami-test-only", headers=forwarded).json()
+    assert answer == {"client": "192.0.2.50", "scheme": "http"}
