@@ -34,7 +34,11 @@ SERVICES = {
         ["gunicorn", "-c", "/app/services/flask_app/gunicorn.conf.py"],
         {"services/flask_app/gunicorn.conf.py"},
     ),
-    "fastapi": ("fastapi", ["python", "-m", "fastapi_app.serve"], set()),
+    "fastapi": (
+        "fastapi",
+        ["python", "-m", "fastapi_app.serve"],
+        {"services/fastapi_app/gunicorn.conf.py"},
+    ),
 }
 
 
