@@ -17,7 +17,7 @@ from tornado.iostream import StreamClosedError
 from tornado.routing import PathMatches, Rule
 from tornado.web import Application, RequestHandler, stream_request_body
 
-from gateway_common import long_poll, responses, validation, workload
+from gateway_common import limits, long_poll, responses, validation, workload
 from gateway_common.chat_bus import ChatBus
 from tornado_app import ws
 from tornado_app.base import AppContext, HttpHandler, NotFoundHandler
@@ -219,9 +219,9 @@ class TornadoApp(Application):
             rules,
             default_handler_class=NotFoundHandler,
             default_handler_args={"ctx": ctx},
-            websocket_max_message_size=ws.WS_MAX_MESSAGE_BYTES,
-            websocket_ping_interval=ws.WS_PING_INTERVAL_S,
-            websocket_ping_timeout=ws.WS_PING_INTERVAL_S,
+            websocket_max_message_size=limits.WS_MAX_MESSAGE_BYTES,
+            websocket_ping_interval=limits.WS_PING_INTERVAL_S,
+            websocket_ping_timeout=limits.WS_PING_TIMEOUT_S,
             # The handlers log requests themselves (errors and slow ones at info, with the id).
             log_function=lambda _handler: None,
         )

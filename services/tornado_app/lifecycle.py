@@ -6,6 +6,8 @@ import asyncio
 import time
 from typing import Protocol
 
+from gateway_common.limits import GRACEFUL_SHUTDOWN_S
+
 # RFC 6455 1012 "service restart": the client may reconnect (to another worker or later).
 WS_SERVICE_RESTART = 1012
 SHUTDOWN_REASON = "server shutting down"
@@ -13,7 +15,6 @@ POLL_S = 0.02
 # The launcher kills a worker GRACEFUL_SHUTDOWN_S after asking it to stop (as Uvicorn's
 # timeout_graceful_shutdown); the worker stops waiting for requests a little earlier, to close
 # what is left itself.
-GRACEFUL_SHUTDOWN_S = 30.0
 CLOSE_MARGIN_S = 2.0
 DRAIN_S = GRACEFUL_SHUTDOWN_S - CLOSE_MARGIN_S
 

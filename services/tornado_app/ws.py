@@ -22,8 +22,6 @@ from gateway_common.logging import log_request
 from tornado_app.base import AppContext, ContractHandler
 
 HOSTNAME = socket.gethostname()
-WS_MAX_MESSAGE_BYTES = 64 * 1024  # the contract's bound; larger messages close with 1009
-WS_PING_INTERVAL_S = 20  # as the Uvicorn service: a silent peer is dropped after 20 s more
 
 # WebSocket close codes (RFC 6455).
 WS_UNSUPPORTED_DATA = 1003
