@@ -91,7 +91,7 @@ class ContractWebSocketProtocol(WebSocketProtocol):
         else:
             super().handle_reply(message)
 
-    def serverClose(self, code: int | None = None, reason: str = "") -> None:  # noqa: N802
+    def serverClose(self, code: int | None = None, reason: str = "") -> None:
         self.sendCloseFrame(code=1000 if code is None else code, reasonUtf8=reason.encode())
 
 
