@@ -88,7 +88,8 @@ def log_config_dict(service: str, level: str) -> dict[str, Any]:
 
     Everything goes to stdout as JSON. Gunicorn's and uvicorn's access loggers are
     silenced: nginx's access log has every request, and the apps log their own (errors and
-    slow ones at info, all at debug) with the request id.
+    slow ones at info, all at debug) with the request id. So is Django's line for every 4xx
+    (`django.request` warns "Not Found: /path"); its 5xx lines, with the traceback, stay.
     """
     level_name = level.upper()
     return {
@@ -111,5 +112,6 @@ def log_config_dict(service: str, level: str) -> dict[str, Any]:
             "uvicorn": {"level": level_name, "handlers": [], "propagate": True},
             "uvicorn.error": {"level": level_name, "handlers": [], "propagate": True},
             "uvicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
+            "django.request": {"level": "ERROR", "handlers": [], "propagate": True},
         },
     }
