@@ -10,6 +10,10 @@ request body (to memory, then to a temporary file) before any view runs. In fron
 - lifespan: acknowledged (nothing to start: no database, no broker).
 - WebSocket: not served (no Channels). The handshake is refused with the contract's 404
   body where the server supports denial responses (Uvicorn does), else closed (a plain 403).
+  Through nginx a handshake never gets here: nginx forwards `Upgrade` only to variants that
+  serve WebSockets, so Django answers a plain GET with its 404. Sent straight to Uvicorn, the
+  denial reaches the client intact, but Uvicorn's websockets-sansio protocol then logs
+  "ASGI callable returned without completing handshake" at error (Kludex/uvicorn#3138).
 """
 
 from __future__ import annotations
