@@ -2,7 +2,8 @@
 `create_asgi_app()` (Uvicorn, `factory=True`).
 
 Each builds Django's own handler (`WSGIHandler` / `ASGIHandler`), bound to the variant it
-serves: its identity and its URL table (`django_app.routes` says why the tables differ).
+serves: its identity, its URL table (`django_app.routes` says why the tables differ) and its
+chat broker (the ASGI side runs a `ChatBus` per worker, started by the lifespan).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from django_app import context
 from django_app.asgi_front import DjangoAsgiFront
 from django_app.context import AppContext
 from django_app.settings_env import ASGI, WSGI, DjangoEnvSettings, load_django_settings
+from gateway_common import metrics
+from gateway_common.chat_bus import ChatBus
 from gateway_common.responses import ServiceIdentity
 from gateway_common.settings import ConfigError
 
@@ -36,7 +39,7 @@ def setup_django() -> None:
     django.setup(set_prefix=False)  # the handlers set the script prefix per request
 
 
-def _context(settings: DjangoEnvSettings) -> AppContext:
+def _context(settings: DjangoEnvSettings, chat_bus: ChatBus | None = None) -> AppContext:
     identity = ServiceIdentity(
         service=settings.service,
         server=settings.server,
@@ -46,7 +49,12 @@ def _context(settings: DjangoEnvSettings) -> AppContext:
         threads=settings.threads,
         framework="django",
     )
-    return AppContext(identity=identity, urlconf=URLCONF[settings.interface])
+    return AppContext(
+        identity=identity,
+        urlconf=URLCONF[settings.interface],
+        redis_url=settings.redis_url,
+        chat_bus=chat_bus,
+    )
 
 
 class WsgiApp(WSGIHandler):
@@ -88,5 +96,10 @@ def create_asgi_app(settings: DjangoEnvSettings | None = None) -> DjangoAsgiFron
     if settings.interface != ASGI:
         raise ConfigError(f"create_asgi_app needs ASGI settings, got {settings.interface}")
     setup_django()
-    app_context = _context(settings)
-    return DjangoAsgiFront(AsgiHandler(app_context), app_context.identity)
+    service, interface = settings.service, settings.interface
+    bus = ChatBus(
+        settings.redis_url,
+        on_state_change=lambda up: metrics.set_chat_broker_up(service, interface, up),
+    )
+    app_context = _context(settings, bus)
+    return DjangoAsgiFront(AsgiHandler(app_context), app_context.identity, bus)

@@ -7,7 +7,8 @@ request body (to memory, then to a temporary file) before any view runs. In fron
   is too large (413) without the server storing the rest; a declared `Content-Length` over
   the bound is not read at all (the view refuses it from the header). The same bound Flask
   sets with MAX_CONTENT_LENGTH.
-- lifespan: acknowledged (nothing to start: no database, no broker).
+- lifespan: starts and stops the worker's chat bus (its one Redis subscription, which `/poll`
+  waits join); Django itself has nothing to start (no database).
 - WebSocket: not served (no Channels). The handshake is refused with the contract's 404
   body where the server supports denial responses (Uvicorn does), else closed (a plain 403).
   Through nginx a handshake never gets here: nginx forwards `Upgrade` only to variants that
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from gateway_common import metrics, validation
+from gateway_common.chat_bus import ChatBus
 from gateway_common.errors import not_found_error
 from gateway_common.logging import log_request
 from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id
@@ -93,9 +95,10 @@ def bounded_receive(scope: Scope, receive: Receive, limit: int) -> Receive:
 class DjangoAsgiFront:
     """The ASGI application Uvicorn runs: Django for HTTP, the rest answered here."""
 
-    def __init__(self, django: AsgiApp, identity: ServiceIdentity) -> None:
+    def __init__(self, django: AsgiApp, identity: ServiceIdentity, chat_bus: ChatBus) -> None:
         self.django = django
         self.identity = identity
+        self.chat_bus = chat_bus
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -109,13 +112,15 @@ class DjangoAsgiFront:
         else:
             raise ValueError(f"unsupported ASGI scope type {kind!r}")
 
-    @staticmethod
-    async def _lifespan(receive: Receive, send: Send) -> None:
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # Returns at once: the bus connects (and reconnects) in the background.
+                await self.chat_bus.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.chat_bus.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -1,4 +1,5 @@
-"""What one entry point (WSGI or ASGI) hands to its requests: who answers, which URL table.
+"""What one entry point (WSGI or ASGI) hands to its requests: who answers, which URL table,
+which chat broker.
 
 Django's settings are global to the process, but an entry point's identity is its own (the
 unit tests run both entry points in one process). The entry point's handler binds its context
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest
 
+from gateway_common.chat_bus import ChatBus
 from gateway_common.responses import ServiceIdentity
 
 _ATTRIBUTE = "gateway_context"
@@ -20,6 +22,8 @@ _ATTRIBUTE = "gateway_context"
 class AppContext:
     identity: ServiceIdentity
     urlconf: str  # module of the entry point's URL table (django_app.urls_wsgi / urls_asgi)
+    redis_url: str  # the chat broker: WSGI's /poll waits subscribe to it themselves
+    chat_bus: ChatBus | None  # ASGI: the worker's one subscription, which /poll waits join
 
 
 def bind(request: HttpRequest, context: AppContext) -> None:

@@ -16,9 +16,11 @@ generator through a thread, chunk by chunk.
 So each interface runs views written for it, from this one table:
 
 - WSGI (`urls_wsgi`, Gunicorn): every view is a plain `def`; `/io` and `/stream` wait with
-  `time.sleep`, like Flask. A sync worker serves one request at a time.
+  `time.sleep` and `/poll` on a Redis subscription of its own, like Flask. A sync worker
+  serves one request at a time.
 - ASGI (`urls_asgi`, Uvicorn): every view is an `async def`; `/io` and `/stream` wait with
-  `asyncio.sleep`, like FastAPI, so one worker holds many waiting requests. The views that
+  `asyncio.sleep` and `/poll` as a member of the worker's chat bus, like FastAPI, so one
+  worker holds many waiting requests. The views that
   never wait (`healthz`, `hello`, `cpu`, `echo`) run directly on the event loop
   (`on_event_loop`), without a thread; `/cpu` holds the loop while it computes, as FastAPI's
   does.
@@ -37,13 +39,13 @@ from django.http import HttpRequest, HttpResponseBase
 from django.urls import Resolver404, URLPattern, path, resolve
 
 from django_app import context, views
+from django_app.context import AppContext
 from django_app.settings_env import WSGI
 from gateway_common import metrics
 from gateway_common.errors import ApiError, method_not_allowed_error
-from gateway_common.responses import ServiceIdentity
 
-SyncView = Callable[[HttpRequest, ServiceIdentity], HttpResponseBase]
-AsyncView = Callable[[HttpRequest, ServiceIdentity], Awaitable[HttpResponseBase]]
+SyncView = Callable[[HttpRequest, AppContext], HttpResponseBase]
+AsyncView = Callable[[HttpRequest, AppContext], Awaitable[HttpResponseBase]]
 Endpoint = Callable[[HttpRequest], HttpResponseBase]
 AsyncEndpoint = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
@@ -51,8 +53,8 @@ AsyncEndpoint = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 def on_event_loop(view: SyncView) -> AsyncView:
     """`view` as an `async def` that calls it on the event loop: only for views that never wait."""
 
-    async def run(request: HttpRequest, identity: ServiceIdentity) -> HttpResponseBase:
-        return view(request, identity)
+    async def run(request: HttpRequest, app: AppContext) -> HttpResponseBase:
+        return view(request, app)
 
     run.__name__ = run.__qualname__ = view.__name__
     return run
@@ -83,9 +85,9 @@ ROUTES: tuple[Route, ...] = (
     Route("/cpu", GET, views.cpu, on_event_loop(views.cpu)),
     Route("/stream", GET, views.stream_blocking, views.stream_async),
     Route("/echo", POST, views.echo, on_event_loop(views.echo)),
-    # Long polling (`GET /poll` waits for a chat message, `POST /poll` publishes) belongs
-    # here once gateway_common.long_poll serves it: an async view under ASGI; under WSGI each
-    # waiting client holds a sync worker for its whole wait.
+    # Long polling: under WSGI each wait holds a sync worker; under ASGI it is a member of the
+    # worker's chat bus, and the event loop serves on meanwhile.
+    Route("/poll", GET + POST, views.poll_blocking, views.poll_async),
 )
 BY_PATH: dict[str, Route] = {route.path: route for route in ROUTES}
 
@@ -107,7 +109,7 @@ def wsgi_endpoint(route: Route) -> Endpoint:
         if refused is not None:
             return refused
         try:
-            return view(request, context.of(request).identity)
+            return view(request, context.of(request))
         except ApiError as error:
             return views.error_response(error)
 
@@ -122,7 +124,7 @@ def asgi_endpoint(route: Route) -> AsyncEndpoint:
         if refused is not None:
             return refused
         try:
-            return await view(request, context.of(request).identity)
+            return await view(request, context.of(request))
         except ApiError as error:
             return views.error_response(error)
 
@@ -138,7 +140,7 @@ def urlpatterns(interface: str) -> list[URLPattern]:
 def route_label(request: HttpRequest, urlconf: str) -> str:
     """The metrics' route label: the matched route's path, `<unmatched>` for 404s and 405s
     (as Flask and FastAPI label them). Resolved before the request runs, so the in-progress
-    gauge has its final label; Django resolves again to dispatch (six patterns: cheap)."""
+    gauge has its final label; Django resolves again to dispatch (a handful of patterns: cheap)."""
     try:
         match = resolve(request.path_info, urlconf)
     except Resolver404:

@@ -20,6 +20,7 @@ from gateway_common.settings import (
     env_choice,
     env_int,
     env_log_level,
+    env_redis_url,
     env_root_path,
 )
 from gateway_common.variants import Variant
@@ -48,6 +49,7 @@ class DjangoEnvSettings:
     forwarded_allow_ips: str  # ASGI: whose X-Forwarded-* Uvicorn trusts
     keepalive_s: int
     log_level: str
+    redis_url: str  # the chat broker, for /poll; no default here: each run mode passes its own
 
     @property
     def capacity(self) -> int:
@@ -114,4 +116,5 @@ def load_django_settings(interface: str, environ: Environ | None = None) -> Djan
         forwarded_allow_ips=env_allowed_ips("FORWARDED_ALLOW_IPS", "127.0.0.1", environ=environ),
         keepalive_s=env_int("BACKEND_KEEPALIVE_S", 75, 1, 3600, environ=environ),
         log_level=env_log_level(environ=environ),
+        redis_url=env_redis_url(environ=environ),
     )
