@@ -117,24 +117,27 @@ def tornado_client(tornado_server: TornadoServer) -> Iterator[ServiceClient]:
 
 
 @pytest.fixture
-def django_gunicorn_client() -> ServiceClient:
+def django_gunicorn_client(service_env: dict[str, str]) -> ServiceClient:
     """The Django project's WSGI entry point, as Gunicorn runs it (variant django-gunicorn)."""
-    app = create_django_wsgi_app(load_django_settings(WSGI, DEFAULT_ENV))
+    app = create_django_wsgi_app(load_django_settings(WSGI, service_env))
     return ServiceClient("django-gunicorn", WsgiClient(app))
 
 
 @pytest.fixture
-def django_uvicorn_test_client() -> Iterator[TestClient]:
+def django_uvicorn_test_client(service_env: dict[str, str]) -> Iterator[TestClient]:
     """The Django project's ASGI entry point, as Uvicorn runs it (variant django-uvicorn);
-    entering the client runs its lifespan."""
-    app = create_django_asgi_app(load_django_settings(ASGI, DEFAULT_ENV))
+    entering the client runs its lifespan, which starts the chat bus."""
+    app = create_django_asgi_app(load_django_settings(ASGI, service_env))
     with TestClient(app, raise_server_exceptions=False) as client:  # type: ignore[arg-type]
+        if not client.portal.call(app.chat_bus.wait_connected, BROKER_CONNECT_TIMEOUT_S):
+            raise RuntimeError("the chat bus did not connect to the test redis-server")
         yield client
 
 
 @pytest.fixture
 def django_uvicorn_client(django_uvicorn_test_client: TestClient) -> ServiceClient:
-    return ServiceClient("django-uvicorn", django_uvicorn_test_client)
+    bus = django_uvicorn_test_client.app.chat_bus  # type: ignore[attr-defined]
+    return ServiceClient("django-uvicorn", django_uvicorn_test_client, chat_bus=bus)
 
 
 @pytest.fixture(params=["flask", "fastapi", "tornado", "django_gunicorn", "django_uvicorn"])

@@ -39,9 +39,11 @@ from django_app.asgi_front import Receive, bounded_receive
 from django_app.settings_env import ASGI, WSGI, load_django_settings
 from gateway_common import variants
 from gateway_common.settings import Bind, ConfigError
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Settings read from this environment get every default; the broker is never contacted.
+UNUSED_BROKER = {"REDIS_URL": "redis://127.0.0.1:1/0"}
 START_TIMEOUT_S = 30.0  # a bound against hanging, not a speed requirement
 
 
@@ -95,7 +97,7 @@ def test_chunked_body_under_wsgi(body: bytes, status: int) -> None:
     ).get_environ()
     del environ["CONTENT_LENGTH"]
     environ["wsgi.input_terminated"] = True
-    app = create_wsgi_app(load_django_settings(WSGI, {}))
+    app = create_wsgi_app(load_django_settings(WSGI, UNUSED_BROKER))
     chunks, status_line, _headers = run_wsgi_app(app, environ, buffered=True)
     assert int(status_line.split()[0]) == status
     if status == 200:
@@ -167,7 +169,7 @@ def test_asgi_body_past_the_bound_is_never_read() -> None:
 
 
 def test_wsgi_stream_is_in_progress_until_closed() -> None:
-    client = WsgiClient(create_wsgi_app(load_django_settings(WSGI, {})))
+    client = WsgiClient(create_wsgi_app(load_django_settings(WSGI, UNUSED_BROKER)))
     labels = {
         "service": "django-gunicorn",
         "interface": "wsgi",
@@ -275,7 +277,7 @@ def test_websocket_paths_over_http_are_404(request: pytest.FixtureRequest, name:
 
 
 def test_settings_default_to_the_registry() -> None:
-    wsgi = load_django_settings(WSGI, {})
+    wsgi = load_django_settings(WSGI, UNUSED_BROKER)
     gunicorn = variants.get("django-gunicorn")
     assert (wsgi.service, wsgi.server, wsgi.interface) == ("django-gunicorn", "gunicorn", "wsgi")
     assert (wsgi.workers, wsgi.threads, wsgi.worker_class) == (2, 1, "sync")
@@ -283,7 +285,7 @@ def test_settings_default_to_the_registry() -> None:
     assert wsgi.metrics_bind == Bind("127.0.0.1", variants.METRICS_PORT_BASE + gunicorn.slot)
     assert (wsgi.root_path, wsgi.capacity) == ("", 2)
 
-    asgi = load_django_settings(ASGI, {})
+    asgi = load_django_settings(ASGI, UNUSED_BROKER)
     assert (asgi.service, asgi.server, asgi.interface) == ("django-uvicorn", "uvicorn", "asgi")
     assert (asgi.workers, asgi.threads, asgi.worker_class) == (2, 1, "uvicorn")
     assert asgi.root_path == "/django-uvicorn"
@@ -293,14 +295,14 @@ def test_settings_default_to_the_registry() -> None:
 def test_settings_take_the_registrys_server_env() -> None:
     variant = variants.get("django-uvicorn")
     env = variant.server_env("127.0.0.1:18020", "127.0.0.1:19220")
-    settings = load_django_settings(ASGI, env)
+    settings = load_django_settings(ASGI, {**UNUSED_BROKER, **env})
     assert settings.bind == Bind("127.0.0.1", 18020)
     assert settings.metrics_bind == Bind("127.0.0.1", 19220)
     assert settings.root_path == variant.prefix
 
 
 def test_sync_with_threads_is_gthread() -> None:
-    settings = load_django_settings(WSGI, {"DJANGO_THREADS": "4"})
+    settings = load_django_settings(WSGI, {**UNUSED_BROKER, "DJANGO_THREADS": "4"})
     assert (settings.worker_class, settings.capacity) == ("gthread", 8)
 
 
@@ -323,26 +325,33 @@ def test_sync_with_threads_is_gthread() -> None:
 )
 def test_bad_settings_name_the_variable(interface: str, env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        load_django_settings(interface, env)
+        load_django_settings(interface, {**UNUSED_BROKER, **env})
+
+
+@pytest.mark.parametrize("interface", [WSGI, ASGI])
+def test_the_broker_is_required(interface: str) -> None:
+    with pytest.raises(ConfigError, match="REDIS_URL is required"):
+        load_django_settings(interface, {})
 
 
 def test_the_entry_points_refuse_the_other_interfaces_settings() -> None:
     with pytest.raises(ConfigError):
-        create_wsgi_app(load_django_settings(ASGI, {}))
+        create_wsgi_app(load_django_settings(ASGI, UNUSED_BROKER))
     with pytest.raises(ConfigError):
-        create_asgi_app(load_django_settings(WSGI, {}))
+        create_asgi_app(load_django_settings(WSGI, UNUSED_BROKER))
 
 
 def test_another_django_settings_module_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "someone.elses_settings")
     with pytest.raises(ConfigError, match="DJANGO_SETTINGS_MODULE must be unset or"):
-        create_wsgi_app(load_django_settings(WSGI, {}))
+        create_wsgi_app(load_django_settings(WSGI, UNUSED_BROKER))
 
 
 def test_gunicorn_conf(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DJANGO_BIND", "127.0.0.1:18019")
     monkeypatch.setenv("DJANGO_WORKERS", "3")
     monkeypatch.setenv("BACKEND_KEEPALIVE_S", "90")
+    monkeypatch.setenv("REDIS_URL", UNUSED_BROKER["REDIS_URL"])
     conf = runpy.run_path(str(REPO_ROOT / "services" / "django_app" / "gunicorn.conf.py"))
     assert conf["wsgi_app"] == "django_app.app:create_wsgi_app()"
     assert conf["bind"] == ["127.0.0.1:18019"]
@@ -356,7 +365,7 @@ def test_gunicorn_conf(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_launcher_reports_config_errors() -> None:
-    env = {**os.environ, "DJANGO_WORKERS": "x"}
+    env = {**os.environ, **UNUSED_BROKER, "DJANGO_WORKERS": "x"}
     result = subprocess.run(
         [sys.executable, "-m", "django_app.serve"],
         env=env,
@@ -397,7 +406,9 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
 
 @pytest.fixture(scope="module", params=["django-gunicorn", "django-uvicorn"])
 def running(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_server: RedisServer,
 ) -> Iterator[RunningVariant]:
     variant = variants.get(request.param)
     work = tmp_path_factory.mktemp(variant.name)
@@ -406,6 +417,7 @@ def running(
         **os.environ,
         **variant.server_env(f"127.0.0.1:{app}", f"127.0.0.1:{metrics_port}"),
         "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics"),
+        "REDIS_URL": redis_server.url,
         # Its own workers' count: one is enough here.
         f"{variant.env_prefix}_WORKERS": "1",
     }
