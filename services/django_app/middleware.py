@@ -31,6 +31,8 @@ from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id
 _REQUEST_ID_META = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 # The client left and Django cancelled the view (ASGI only): nginx's code for it.
 CLIENT_CLOSED_REQUEST = 499
+# Statuses that never carry a body, nor a Content-Length (RFC 9110, 8.6).
+BODILESS_STATUSES = frozenset({204, 304})
 
 
 @dataclass(slots=True)
@@ -143,7 +145,7 @@ def _complete(response: HttpResponseBase, request: HttpRequest, observation: _Ob
             )
         return
     content = getattr(response, "content", b"")
-    if not response.has_header("Content-Length"):
+    if not response.has_header("Content-Length") and status not in BODILESS_STATUSES:
         response["Content-Length"] = str(len(content))
     response[REQUEST_ID_HEADER] = observation.request_id
     if head:

@@ -203,6 +203,7 @@ def test_poll_answers_204_at_the_timeout(client: ServiceClient) -> None:
     assert answer.status == 204
     assert answer.body == b""
     assert "Content-Type" not in answer.headers
+    assert "Content-Length" not in answer.headers
     assert answer.headers["Cache-Control"] == "no-store"
     assert answer.headers["X-Request-ID"] == "p-1"
     assert client.get(f"/poll?room={new_room()}&timeout_ms=50").status == 204
