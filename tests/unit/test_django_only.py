@@ -512,3 +512,37 @@ def test_real_server_serves_metrics_on_its_own_port(running: RunningVariant) -> 
     assert value("server_worker_capacity") == 1
     hello = value("http_requests_total", method="GET", route="/hello", status="200")
     assert hello is not None and hello >= 1
+
+
+def _metric(metrics_url: str, name: str, labels: dict[str, str]) -> float:
+    text = httpx.get(metrics_url, timeout=30).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+def test_real_server_and_a_poll_whose_client_left(running: RunningVariant) -> None:
+    """Under ASGI Django cancels the view when the client leaves: the wait ends at once (499).
+    A sync worker does not notice: it waits out the poll's time and answers no one (204)."""
+    variant = running.variant
+    status = "499" if variant.interface == "asgi" else "204"
+    counted = {
+        "service": variant.name,
+        "interface": variant.interface,
+        "method": "GET",
+        "route": "/poll",
+        "status": status,
+    }
+    before = _metric(running.metrics_url, "http_requests_total", counted)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(
+            f"{running.app_url}/poll",
+            params={"room": "left", "timeout_ms": 3000},
+            timeout=httpx.Timeout(30, read=1.0),
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while _metric(running.metrics_url, "http_requests_total", counted) < before + 1:
+        assert time.monotonic() < deadline, f"no /poll counted with status {status}"
+        time.sleep(0.1)
