@@ -102,7 +102,8 @@ def log_config_dict(service: str, level: str) -> dict[str, Any]:
 
     Everything goes to stdout as JSON. The servers' access loggers are
     silenced: nginx's access log has every request, and the apps log their own (errors and
-    slow ones at info, all at debug) with the request id.
+    slow ones at info, all at debug) with the request id. So is Django's line for every 4xx
+    (`django.request` warns "Not Found: /path"); its 5xx lines, with the traceback, stay.
     """
     level_name = level.upper()
     return {
@@ -128,5 +129,6 @@ def log_config_dict(service: str, level: str) -> dict[str, Any]:
                 name: {"level": "CRITICAL", "handlers": [], "propagate": False}
                 for name in ACCESS_LOGGERS
             },
+            "django.request": {"level": "ERROR", "handlers": [], "propagate": True},
         },
     }

@@ -171,7 +171,7 @@ async def _poll_hears_posts(stack: StackHandle, poll_prefix: str, post_prefix: s
 
 # The frameworks that serve /poll so far; others add it through gateway_common.long_poll, and
 # their name here.
-POLL_FRAMEWORKS = {"flask", "fastapi", "tornado"}
+POLL_FRAMEWORKS = {"flask", "fastapi", "tornado", "django"}
 
 
 @pytest.mark.parametrize(

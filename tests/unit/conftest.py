@@ -5,7 +5,8 @@ prometheus_client (it picks its mode at import). The apps are built from setting
 empty environment (`DEFAULT_ENV`), so they see the contract's defaults whatever the shell has
 set. The FastAPI app's chat broker is a real redis-server, started once per session on a free
 loopback port (`redis_server`). The Tornado app has no in-process test client: its own server
-runs on a free loopback port, in a thread (`tornado_server`).
+runs on a free loopback port, in a thread (`tornado_server`). The Django project runs through
+both of its entry points: WSGI under werkzeug's test client, ASGI under Starlette's TestClient.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from service_clients import BROKER_CONNECT_TIMEOUT_S, ServiceClient, start_fastapi_client  # noqa: E402
 from tornado_server import TornadoServer  # noqa: E402
+from werkzeug.test import Client as WsgiClient  # noqa: E402
 
+from django_app.app import create_asgi_app as create_django_asgi_app  # noqa: E402
+from django_app.app import create_wsgi_app as create_django_wsgi_app  # noqa: E402
+from django_app.settings_env import ASGI, WSGI, load_django_settings  # noqa: E402
 from fastapi_app.settings import load_asgi_settings  # noqa: E402
 from flask_app.app import create_app as create_flask_app  # noqa: E402
 from flask_app.settings import load_wsgi_settings  # noqa: E402
@@ -111,7 +116,31 @@ def tornado_client(tornado_server: TornadoServer) -> Iterator[ServiceClient]:
         yield ServiceClient("tornado", http, chat_bus=tornado_server.worker.bus)
 
 
-@pytest.fixture(params=["flask", "fastapi", "tornado"])
+@pytest.fixture
+def django_gunicorn_client(service_env: dict[str, str]) -> ServiceClient:
+    """The Django project's WSGI entry point, as Gunicorn runs it (variant django-gunicorn)."""
+    app = create_django_wsgi_app(load_django_settings(WSGI, service_env))
+    return ServiceClient("django-gunicorn", WsgiClient(app))
+
+
+@pytest.fixture
+def django_uvicorn_test_client(service_env: dict[str, str]) -> Iterator[TestClient]:
+    """The Django project's ASGI entry point, as Uvicorn runs it (variant django-uvicorn);
+    entering the client runs its lifespan, which starts the chat bus."""
+    app = create_django_asgi_app(load_django_settings(ASGI, service_env))
+    with TestClient(app, raise_server_exceptions=False) as client:  # type: ignore[arg-type]
+        if not client.portal.call(app.chat_bus.wait_connected, BROKER_CONNECT_TIMEOUT_S):
+            raise RuntimeError("the chat bus did not connect to the test redis-server")
+        yield client
+
+
+@pytest.fixture
+def django_uvicorn_client(django_uvicorn_test_client: TestClient) -> ServiceClient:
+    bus = django_uvicorn_test_client.app.chat_bus  # type: ignore[attr-defined]
+    return ServiceClient("django-uvicorn", django_uvicorn_test_client, chat_bus=bus)
+
+
+@pytest.fixture(params=["flask", "fastapi", "tornado", "django_gunicorn", "django_uvicorn"])
 def client(request: pytest.FixtureRequest) -> ServiceClient:
-    """Each test using it runs against every service."""
+    """Each test using it runs against every service (Django through both entry points)."""
     return request.getfixturevalue(f"{request.param}_client")

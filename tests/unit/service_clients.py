@@ -1,4 +1,5 @@
-"""One client interface over Flask's test client, Starlette's TestClient and httpx (Tornado).
+"""One client interface over werkzeug's test client (WSGI apps: Flask, Django under WSGI),
+Starlette's TestClient (ASGI apps: FastAPI, Django under ASGI) and httpx (Tornado).
 
 A module of its own (not conftest.py) so tests import it by a unique name.
 """
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi.testclient import TestClient
+from werkzeug.test import Client as WsgiClient
 
 from fastapi_app.app import create_app as create_fastapi_app
 from fastapi_app.settings import AsgiSettings
@@ -36,8 +38,8 @@ class Answer:
 
 
 class ServiceClient:
-    """Same calls for the Flask test client, Starlette's TestClient and an httpx.Client (which
-    TestClient is too)."""
+    """Same calls for werkzeug's test client (Flask's is one), Starlette's TestClient and an
+    httpx.Client (which TestClient is too). `service` is the variant's name."""
 
     def __init__(self, service: str, raw: Any, chat_bus: ChatBus | None = None) -> None:
         self.service = service
@@ -53,7 +55,7 @@ class ServiceClient:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Answer:
-        if self.service == "flask":
+        if isinstance(self.raw, WsgiClient):
             # buffered: the WSGI response is closed, as a server does, which finishes
             # the request's metrics and log line (call_on_close).
             response = self.raw.open(

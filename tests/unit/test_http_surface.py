@@ -39,7 +39,7 @@ def test_healthz(client: ServiceClient) -> None:
     variant = variants.get(client.service)  # each app's default variant, as registered
     assert body["status"] == "ok"
     assert body["service"] == client.service
-    assert body["framework"] == client.service
+    assert body["framework"] == variant.framework
     assert body["server"] == variant.server
     assert body["interface"] == variant.interface
     assert body["worker_class"] == variant.worker_class
@@ -78,7 +78,8 @@ def test_io(client: ServiceClient) -> None:
     assert body["requested_ms"] == 20
     assert isinstance(body["waited_ms"], float)
     assert body["waited_ms"] >= 19.0
-    expected_mode = "time.sleep" if client.service == "flask" else "asyncio.sleep"
+    wsgi = variants.get(client.service).interface == "wsgi"
+    expected_mode = "time.sleep" if wsgi else "asyncio.sleep"
     assert body["mode"] == expected_mode
 
 
@@ -198,6 +199,50 @@ def test_errors_same_bytes_in_every_service(
     for path in ("/io?ms=%C3%A9", "/stream?events=100&interval_ms=601", "/nope"):
         bodies = {c.service: c.get(path).body.strip() for c in (flask_client, fastapi_client)}
         assert tornado_client.get(path).body == bodies["fastapi"] == bodies["flask"], path
+
+
+# Requests whose answers Django gives with Flask's very bytes (the service's name aside).
+SAME_BYTES_REQUESTS = [
+    pytest.param("GET", "/hello", None, None, id="hello"),
+    pytest.param("GET", "/io?ms=abc", None, None, id="bad-parameter"),
+    pytest.param("GET", "/stream?events=2&interval_ms=0", None, None, id="stream"),
+    pytest.param("GET", "/nope", None, None, id="not-found"),
+    pytest.param("POST", "/hello", None, None, id="method-not-allowed"),
+    pytest.param(
+        "POST",
+        "/echo",
+        "application/json",
+        '{"message": "é ü", "tags": ["t"]}'.encode(),
+        id="echo",
+    ),
+    pytest.param("POST", "/echo", "application/json", b'{"message": 1}', id="invalid-body"),
+    pytest.param(
+        "POST", "/echo", "application/json", b'{"message": "x", "message": "y"}', id="dup-key"
+    ),
+    pytest.param("POST", "/echo", "text/plain", b"{}", id="media-type"),
+    pytest.param("POST", "/echo", "application/json", b"x" * (64 * 1024 + 1), id="too-large"),
+]
+
+
+@pytest.mark.parametrize("django", ["django_gunicorn", "django_uvicorn"])
+@pytest.mark.parametrize(("method", "path", "content_type", "body"), SAME_BYTES_REQUESTS)
+def test_django_answers_with_flasks_bytes(
+    request: pytest.FixtureRequest,
+    flask_client: ServiceClient,
+    django: str,
+    method: str,
+    path: str,
+    content_type: str | None,
+    body: bytes | None,
+) -> None:
+    django_client: ServiceClient = request.getfixturevalue(f"{django}_client")
+    headers = {"Content-Type": content_type} if content_type else {}
+    flask = flask_client.request(method, path, body=body, headers=headers)
+    other = django_client.request(method, path, body=body, headers=headers)
+    assert other.status == flask.status
+    assert other.headers["Content-Type"] == flask.headers["Content-Type"]
+    service = django_client.service.encode()
+    assert other.body == flask.body.replace(b'"flask"', b'"' + service + b'"')
 
 
 def test_echo_charset_parameter_is_accepted(client: ServiceClient) -> None:

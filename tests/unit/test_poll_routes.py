@@ -2,9 +2,9 @@
 the contract's bounds and errors, 204 at the timeout, 200 with the next message, and delivery
 between pollers and `/ws/chat` sockets, all through the session's real redis-server.
 
-A message is published only once the poll is waiting (subscribed to Redis on Flask, a member of
-the chat bus on FastAPI and Tornado): pub/sub keeps no history, so earlier would be lost by
-design.
+A message is published only once the poll is waiting (subscribed to Redis on Flask and Django
+under WSGI, a member of the chat bus on FastAPI, Tornado and Django under ASGI): pub/sub keeps no
+history, so earlier would be lost by design.
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from redis import Redis
 from service_clients import BROKER_CONNECT_TIMEOUT_S, Answer, ServiceClient, start_fastapi_client
 from tornado_server import TornadoServer
+from werkzeug.test import Client as WsgiClient
 
+from django_app.app import create_asgi_app as create_django_asgi_app
+from django_app.app import create_wsgi_app as create_django_wsgi_app
+from django_app.settings_env import ASGI, WSGI, load_django_settings
 from fastapi_app.settings import load_asgi_settings
 from flask_app.app import create_app as create_flask_app
 from flask_app.settings import load_wsgi_settings
@@ -40,7 +44,7 @@ MESSAGE_KEYS = ["type", "room", "from", "text", "sent_at"]
 
 # The services that serve /poll so far; others add it through gateway_common.long_poll, and
 # their name here.
-POLL_SERVICES = ["flask", "fastapi", "tornado"]
+POLL_SERVICES = ["flask", "fastapi", "tornado", "django_gunicorn", "django_uvicorn"]
 
 
 @pytest.fixture(params=POLL_SERVICES)
@@ -73,7 +77,7 @@ def waiting_polls(client: ServiceClient, room: str, redis_url: str) -> Callable[
     """How many polls of `client`'s service wait in `room` (plus, where the service runs a chat
     bus, its sockets)."""
     bus = client.chat_bus
-    if bus is None:  # Flask: each wait is a Redis subscription of its own
+    if bus is None:  # Flask, Django under WSGI: each wait is a Redis subscription of its own
 
         def subscribed() -> int:
             with Redis.from_url(redis_url) as redis:
@@ -199,6 +203,7 @@ def test_poll_answers_204_at_the_timeout(client: ServiceClient) -> None:
     assert answer.status == 204
     assert answer.body == b""
     assert "Content-Type" not in answer.headers
+    assert "Content-Length" not in answer.headers
     assert answer.headers["Cache-Control"] == "no-store"
     assert answer.headers["X-Request-ID"] == "p-1"
     assert client.get(f"/poll?room={new_room()}&timeout_ms=50").status == 204
@@ -397,3 +402,35 @@ def test_tornado_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServ
             assert post(client, room, "back").status == 202
     finally:
         server.stop()
+
+
+def test_django_wsgi_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServer) -> None:
+    settings = load_django_settings(WSGI, {"REDIS_URL": own_broker.url})
+    client = ServiceClient("django-gunicorn", WsgiClient(create_django_wsgi_app(settings)))
+    room = new_room()
+    own_broker.stop()
+    assert_broker_unavailable(client.get(f"/poll?room={room}&timeout_ms=1000"))
+    assert_broker_unavailable(post(client, room, "nobody hears this"))
+    assert client.get("/hello").status == 200
+    own_broker.start()
+    assert client.get(f"/poll?room={room}&timeout_ms=0").status == 204
+    assert post(client, room, "back").status == 202
+
+
+def test_django_asgi_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServer) -> None:
+    app = create_django_asgi_app(load_django_settings(ASGI, {"REDIS_URL": own_broker.url}))
+    with TestClient(app, raise_server_exceptions=False) as test_client:  # type: ignore[arg-type]
+        assert test_client.portal.call(app.chat_bus.wait_connected, BROKER_CONNECT_TIMEOUT_S)
+        client = ServiceClient("django-uvicorn", test_client, chat_bus=app.chat_bus)
+        room = new_room()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            poll = start_poll(pool, client, room, own_broker.url)
+            own_broker.stop()  # a waiting poll is told, not left waiting
+            assert_broker_unavailable(poll.result(timeout=READY_TIMEOUT_S))
+        assert_broker_unavailable(client.get(f"/poll?room={room}&timeout_ms=1000"))
+        assert_broker_unavailable(post(client, room, "nobody hears this"))
+        assert client.get("/hello").status == 200
+        own_broker.start()
+        assert test_client.portal.call(app.chat_bus.wait_connected, BROKER_CONNECT_TIMEOUT_S)
+        assert client.get(f"/poll?room={room}&timeout_ms=0").status == 204
+        assert post(client, room, "back").status == 202

@@ -1,0 +1,13 @@
+"""The URL table of the ASGI entry point (Uvicorn): `async def` views (`django_app.routes`)."""
+
+from __future__ import annotations
+
+from django_app import routes, views
+from django_app.settings_env import ASGI
+
+urlpatterns = routes.urlpatterns(ASGI)
+
+# Django's own errors (a request it cannot read, no route, an unhandled exception).
+handler400 = views.bad_request
+handler404 = views.not_found
+handler500 = views.server_error
