@@ -15,7 +15,7 @@ import yaml
 from stackctl import docker, images
 from stackctl.settings import REPO_ROOT
 from tests.integration.test_lab_page import (  # noqa: F401
-    test_lab_metrics_answers_the_fixed_query_for_both_services,
+    test_lab_metrics_answers_the_fixed_query_for_every_variant,
     test_lab_metrics_ignores_any_query_the_client_sends,
     test_no_other_prometheus_path_is_reachable_on_the_public_port,
 )
