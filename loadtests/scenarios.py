@@ -158,7 +158,7 @@ class PollRoom:
             # Recorded before it is sent: a waiting poll may be answered before the POST is.
             self.published.append((seq, now))
             COUNTS[(target, "poll", "started")] += 1
-            text = poll_messages.message_text(seq, now)
+            text = poll_messages.message_text(seq)
             with self._session.post(
                 self.path, json={"text": text}, name="/poll [publish]", catch_response=True
             ) as resp:

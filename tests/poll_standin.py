@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager, nullcontext
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from gateway_common.chat_bus import ChatMessage
 from gateway_common.variants import Variant
 
 HOST = "127.0.0.1"
@@ -34,8 +35,8 @@ class _Rooms:
 
     def publish(self, room: str, text: str) -> None:
         with self.changed:
-            envelope = {"type": "message", "room": room, "text": text, "sent_at": time.time()}
-            self.messages.setdefault(room, []).append(envelope)
+            message = ChatMessage.new(room, "stand-in", text).document()
+            self.messages.setdefault(room, []).append(message)
             self.changed.notify_all()
 
     def next_message(self, room: str, timeout_s: float) -> dict | None:

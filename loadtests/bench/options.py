@@ -20,7 +20,6 @@ from loadtests.settings import (
     BOUNDS,
     OPEN_RATE_MAX,
     OPEN_SCENARIOS,
-    POLL_TIMEOUT_MS_MAX,
     SCENARIOS,
     TARGETS,
     ScenarioSettings,
@@ -568,7 +567,7 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
             else DEFAULTS.poll_rate
         ),
         poll_timeout_ms=(
-            _int(raw["poll_timeout_ms"], "--poll-timeout-ms", 1, POLL_TIMEOUT_MS_MAX)
+            _int(raw["poll_timeout_ms"], "--poll-timeout-ms", *BOUNDS["poll_timeout_ms"])
             if raw["poll_timeout_ms"]
             else DEFAULTS.poll_timeout_ms
         ),
