@@ -29,17 +29,17 @@ GRAFANA_SCHEMA_DIR := tests/static/grafana_schema
 NODE_APT_PACKAGES := nodejs npm
 
 
-.PHONY: bench bench-quick bench-capacity bench-edge bench-littles-law bench-overhead locust reload chaos lab
+.PHONY: bench bench-quick bench-matrix bench-capacity bench-edge bench-littles-law bench-overhead locust reload chaos lab
 .PHONY: help setup system-deps node-deps docker-deps up down reload status logs test test-unit test-static test-integration test-docker chaos lint format clean
 
 help: ## list the targets
 	@echo "gateway-lab — make targets (STACK=docker|native|auto, default auto):"
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
 	@echo
-	@echo "Bench options (environment): BENCH_SCENARIOS=hello,io,cpu,stream,ws_echo,ws_chat"
-	@echo "  BENCH_TARGETS=wsgi,asgi  BENCH_USERS='io=10,25;hello=50'  BENCH_DURATION=s  BENCH_WARMUP=s"
+	@echo "Bench options (environment): BENCH_SCENARIOS=hello,io,cpu,stream,poll,ws_echo,ws_chat"
+	@echo "  BENCH_TARGETS=wsgi,asgi|flask-gthread,...|all  BENCH_USERS='io=10,25;hello=50'  BENCH_DURATION=s  BENCH_WARMUP=s"
 	@echo "  BENCH_MODEL=closed|open  BENCH_RATES='io=10,30' (open model, req/s offered)"
-	@echo "  BENCH_PROFILE=default|quick  BENCH_URL  BENCH_PROMETHEUS_URL  (see docs/benchmark.md)"
+	@echo "  BENCH_PROFILE=default|quick|matrix  BENCH_URL  BENCH_PROMETHEUS_URL  (see docs/benchmark.md)"
 	@echo "  make bench-overhead: BENCH_OVERHEAD_ROUNDS=3 BENCH_OVERHEAD_DURATION=10 BENCH_OVERHEAD_CONNECTIONS=32"
 	@echo
 	@echo "Quick start: make up   (demo on http://127.0.0.1:8080)   ·   make test   (the suite)"
@@ -130,6 +130,9 @@ bench: up ## WSGI-vs-ASGI load comparison through nginx -> reports/latest/report
 
 bench-quick: up ## the same comparison in about 75 s (BENCH_PROFILE=quick)
 	@$(STACK_ENV); set -x; BENCH_PROFILE=quick $(VENV_PY) -m loadtests.bench
+
+bench-matrix: up ## every running variant x io, hello, stream, poll, ws_echo in <= 15 min (VARIANTS=all make up first)
+	@$(STACK_ENV); set -x; BENCH_PROFILE=matrix $(VENV_PY) -m loadtests.bench
 
 bench-capacity: up ## ws_capacity: ramp 10,000 WebSockets through nginx; held, handshake latency, KiB per connection
 	$(VENV_PY) -m loadtests.bench.capacity

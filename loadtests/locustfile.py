@@ -4,9 +4,10 @@
 
 User classes (pick one per run; with none named, the web UI offers all of them):
 ``HelloUser`` (GET /hello), ``IoUser`` (GET /io?ms=100), ``CpuUser`` (GET /cpu?n=...),
-``StreamUser`` (SSE /stream), ``WsEchoUser`` (WS /asgi/ws/echo), ``WsChatUser``
-(WS /asgi/ws/chat). ``--target wsgi|asgi`` (env ``LOCUST_TARGET``) picks the ``/wsgi`` or
-``/asgi`` prefix behind nginx; WebSocket users stop at once on ``wsgi`` (not applicable).
+``StreamUser`` (SSE /stream), ``PollUser`` (long polling GET /poll, one publisher per run),
+``WsEchoUser`` (WS /asgi/ws/echo), ``WsChatUser`` (WS /asgi/ws/chat). ``--target`` (env
+``LOCUST_TARGET``) picks the variant behind nginx by its registry name (``flask-gthread``, ...) or
+``wsgi``/``asgi`` (``/wsgi``, ``/asgi``); WebSocket users stop at once on a variant without them.
 
 Distributed: ``--processes -1`` forks one worker per core on this host; on several hosts run
 ``locust --master ...`` once and ``locust --worker --master-host HOST -f ...`` on each.
@@ -37,6 +38,7 @@ from loadtests.scenarios import (  # noqa: E402, F401 - Locust collects these by
     CpuUser,
     HelloUser,
     IoUser,
+    PollUser,
     StreamUser,
     WsChatUser,
     WsEchoUser,
@@ -58,7 +60,8 @@ def _add_arguments(parser) -> None:
         choices=TARGETS,
         default=_DEFAULTS.target,
         env_var="LOCUST_TARGET",
-        help="service behind nginx: /wsgi (Flask on Gunicorn) or /asgi (FastAPI on Uvicorn)",
+        help="variant behind nginx: wsgi (/wsgi, Flask on Gunicorn), asgi (/asgi, FastAPI on "
+        "Uvicorn) or a registry name (flask-gthread, ...: its own prefix)",
     )
     options = [
         ("--io-ms", int, "io_ms", "LOCUST_IO_MS", "io: /io?ms= wait"),
@@ -81,6 +84,14 @@ def _add_arguments(parser) -> None:
         ),
         ("--chat-room-size", int, "chat_room_size", "LOCUST_CHAT_ROOM_SIZE", "ws_chat: room size"),
         ("--chat-rate", float, "chat_rate", "LOCUST_CHAT_RATE", "ws_chat: messages/s per user"),
+        ("--poll-rate", float, "poll_rate", "LOCUST_POLL_RATE", "poll: messages/s published"),
+        (
+            "--poll-timeout-ms",
+            int,
+            "poll_timeout_ms",
+            "LOCUST_POLL_TIMEOUT_MS",
+            "poll: how long each GET /poll waits",
+        ),
     ]
     for flag, kind, field, env, text in options:
         group.add_argument(
@@ -108,6 +119,15 @@ def _on_init(environment, **_kwargs) -> None:
         labels=labels,
     )
     _exporter.start()
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment, **_kwargs) -> None:
+    # The poll scenario's publisher stops with the test; the next start opens a new room.
+    room = getattr(environment, "gateway_poll", None)
+    if room is not None:
+        room.stop()
+        environment.gateway_poll = None
 
 
 @events.quit.add_listener

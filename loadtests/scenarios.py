@@ -1,4 +1,4 @@
-"""Locust user classes: one per scenario, each aimed at one target (``/wsgi`` or ``/asgi``).
+"""Locust user classes: one per scenario, each aimed at one target (a server variant's prefix).
 
 The target and the scenario parameters come from ``environment.gateway_settings`` (a
 :class:`~loadtests.settings.ScenarioSettings`, set by the locustfile from its command line or by
@@ -23,10 +23,11 @@ from collections import Counter
 import gevent
 import gevent.pool
 from locust import User, constant, task
-from locust.contrib.fasthttp import FastHttpUser
+from locust.contrib.fasthttp import FastHttpSession, FastHttpUser
 from locust.exception import StopUser
 from websockets.sync.client import connect as ws_connect
 
+from loadtests import poll_messages
 from loadtests.settings import OPEN_MAX_IN_FLIGHT, ScenarioSettings, applicable, http_path, ws_url
 
 log = logging.getLogger("loadtests")
@@ -36,6 +37,7 @@ log = logging.getLogger("loadtests")
 COUNTS: Counter[tuple[str, str, str]] = Counter()
 
 _user_ids = itertools.count()
+_rooms = itertools.count()
 _warned: set[tuple[str, str]] = set()
 
 
@@ -61,8 +63,8 @@ class _Gateway:
             if key not in _warned:
                 _warned.add(key)
                 log.warning(
-                    "scenario %s is not applicable to target %s (WebSockets are ASGI only); "
-                    "its users stop at once",
+                    "scenario %s is not applicable to target %s (the variant has no "
+                    "WebSockets); its users stop at once",
                     self.scenario,
                     self.target,
                 )
@@ -70,6 +72,12 @@ class _Gateway:
 
     def _count(self, what: str, n: int = 1) -> None:
         COUNTS[(self.target, self.scenario, what)] += n
+
+
+def _answered(target: str, scenario: str, status: int) -> None:
+    COUNTS[(target, scenario, "completed")] += 1
+    if status in (502, 503, 504):
+        COUNTS[(target, scenario, "gateway_error")] += 1
 
 
 class _GatewayHttpUser(_Gateway, FastHttpUser):
@@ -86,9 +94,7 @@ class _GatewayHttpUser(_Gateway, FastHttpUser):
     def _get(self, path: str, name: str) -> None:
         self._count("started")
         with self.client.get(self.prefix + path, name=name, catch_response=True) as resp:
-            self._count("completed")
-            if resp.status_code in (502, 503, 504):
-                self._count("gateway_error")
+            _answered(self.target, self.scenario, resp.status_code)
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
 
@@ -121,6 +127,96 @@ class CpuUser(_GatewayHttpUser):
     @task
     def cpu(self) -> None:
         self._get(http_path(self.scenario, self.settings), "/cpu")
+
+
+class PollRoom:
+    """The poll scenario's room: its publisher, and what the pollers received.
+
+    The publisher posts ``poll_rate`` messages per second (a fixed schedule) to the room until
+    stopped. ``published`` holds (seq, time sent) per message; ``answers`` holds (time answered,
+    seq or None for a 204, delivery ms or None) per poll answered. Publishes count as requests of
+    the scenario, as the server's counter of the route counts them too.
+    """
+
+    def __init__(self, environment, host: str) -> None:
+        self.settings = settings_for(environment)
+        self.name = f"bench-{os.getpid()}-{next(_rooms)}"
+        self.path = f"{self.settings.prefix}/poll?room={self.name}"
+        self.published: list[tuple[int, float]] = []
+        self.answers: list[tuple[float, int | None, float | None]] = []
+        self._session = FastHttpSession(host, environment.events.request, user=None)
+        self._greenlet = gevent.spawn(self._publish)
+
+    def _publish(self) -> None:
+        target, period = self.settings.target, 1.0 / self.settings.poll_rate
+        due, seq = time.monotonic(), 0
+        while True:
+            gevent.sleep(max(0.0, due - time.monotonic()))
+            due = max(due + period, time.monotonic())  # late: restart the schedule, no burst
+            seq += 1
+            now = time.time()
+            # Recorded before it is sent: a waiting poll may be answered before the POST is.
+            self.published.append((seq, now))
+            COUNTS[(target, "poll", "started")] += 1
+            text = poll_messages.message_text(seq)
+            with self._session.post(
+                self.path, json={"text": text}, name="/poll [publish]", catch_response=True
+            ) as resp:
+                _answered(target, "poll", resp.status_code)
+                if not 200 <= resp.status_code < 300:
+                    resp.failure(f"HTTP {resp.status_code}")
+
+    def stop(self) -> None:
+        self._greenlet.kill(block=False)
+
+
+def poll_room_for(environment, host: str) -> PollRoom:
+    """The environment's room; the first poller to start opens it (and its publisher)."""
+    room = getattr(environment, "gateway_poll", None)
+    if room is None:
+        room = environment.gateway_poll = PollRoom(environment, host)
+    return room
+
+
+class PollUser(_GatewayHttpUser):
+    """Long polling: ``GET /poll?room=R&timeout_ms=N`` back-to-back, every user in one room.
+
+    Each poll waits on the server until the publisher's next message (200) or its timeout (204).
+    A sync worker is held for the whole wait, so a variant of capacity C has at most C polls
+    waiting and receiving each message; the others queue. Reported as ``GET /poll`` (each poll,
+    queueing included) and ``POLL /poll [delivery]`` (from a message's sending to its receipt).
+    """
+
+    scenario = "poll"
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.room = poll_room_for(self.environment, self.host or "")
+
+    @task
+    def poll(self) -> None:
+        path = f"{self.room.path}&timeout_ms={self.settings.poll_timeout_ms}"
+        self._count("started")
+        with self.client.get(path, name="/poll", catch_response=True) as resp:
+            done = time.time()
+            _answered(self.target, self.scenario, resp.status_code)
+            if resp.status_code == 204:
+                self.room.answers.append((done, None, None))
+            elif resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}")
+            elif (got := poll_messages.read_answer(resp.text or "")) is None:
+                resp.failure("200 without the bench's message")
+            else:
+                delivery_ms = max(0.0, (done - got.sent_at) * 1000)
+                self.room.answers.append((done, got.seq, delivery_ms))
+                self.environment.events.request.fire(
+                    request_type="POLL",
+                    name="/poll [delivery]",
+                    response_time=delivery_ms,
+                    response_length=0,
+                    exception=None,
+                    context={},
+                )
 
 
 class OpenSchedule:
@@ -186,9 +282,7 @@ class _OpenHttpUser(_Gateway, FastHttpUser):
             # Timed from the schedule, not from when the connection got to send it.
             resp.request_meta["response_time"] = latency_ms
             resp.request_meta["start_time"] = due_wall
-            self._count("completed")
-            if resp.status_code in (502, 503, 504):
-                self._count("gateway_error")
+            _answered(self.target, self.scenario, resp.status_code)
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
         self.schedule.answered.append((time.time(), latency_ms))

@@ -11,9 +11,13 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from gateway_common import validation
+from gateway_common import validation, variants
 
-TARGETS = ("wsgi", "asgi")
+#: The two default services' short names, kept from before the variant registry: `wsgi` is
+#: Flask on Gunicorn (`/wsgi`), `asgi` FastAPI on Uvicorn (`/asgi`).
+ALIASES = {"wsgi": "flask", "asgi": "fastapi"}
+#: What a target can be named: an alias or a registry variant.
+TARGETS = (*ALIASES, *variants.BY_NAME)
 
 #: Scenario name -> Locust user class name (one user class per scenario).
 SCENARIO_CLASSES = {
@@ -23,6 +27,7 @@ SCENARIO_CLASSES = {
     "stream": "StreamUser",
     "ws_echo": "WsEchoUser",
     "ws_chat": "WsChatUser",
+    "poll": "PollUser",
 }
 SCENARIOS = tuple(SCENARIO_CLASSES)
 
@@ -39,8 +44,8 @@ OPEN_SCENARIOS = tuple(OPEN_SCENARIO_CLASSES)
 OPEN_RATE_MAX = 5000.0
 OPEN_MAX_IN_FLIGHT = 1000
 
-#: Scenarios that only exist on the ASGI service (WebSocket routes are 404 on Flask).
-ASGI_ONLY = frozenset({"ws_echo", "ws_chat"})
+#: Scenarios that need WebSockets, which the registry declares per variant.
+WEBSOCKET_SCENARIOS = frozenset({"ws_echo", "ws_chat"})
 
 #: Bounds enforced by the services (docs/architecture.md); checked here so a typo fails fast.
 BOUNDS = {
@@ -48,19 +53,24 @@ BOUNDS = {
     "cpu_n": (validation.CPU_N_MIN, validation.CPU_N_MAX),
     "stream_events": (validation.STREAM_EVENTS_MIN, validation.STREAM_EVENTS_MAX),
     "stream_interval_ms": (validation.STREAM_INTERVAL_MS_MIN, validation.STREAM_INTERVAL_MS_MAX),
+    "poll_timeout_ms": (validation.POLL_TIMEOUT_MS_MIN, validation.POLL_TIMEOUT_MS_MAX),
 }
 
 
+def variant_of(target: str) -> variants.Variant:
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r} (expected one of {', '.join(TARGETS)})")
+    return variants.get(ALIASES.get(target, target))
+
+
 def applicable(scenario: str, target: str) -> bool:
-    """Whether ``scenario`` exists on ``target`` (WebSockets are ASGI only)."""
-    return not (scenario in ASGI_ONLY and target != "asgi")
+    """Whether ``scenario`` exists on ``target`` (WebSockets only where the variant has them)."""
+    return scenario not in WEBSOCKET_SCENARIOS or variant_of(target).websockets
 
 
 def prefix(target: str) -> str:
-    """The nginx path prefix of a target service."""
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r} (expected one of {', '.join(TARGETS)})")
-    return f"/{target}"
+    """The nginx path prefix of a target variant (the registry's)."""
+    return variant_of(target).prefix
 
 
 def ws_url(host: str, path: str) -> str:
@@ -115,14 +125,24 @@ class ScenarioSettings:
     #: ws_chat: users per room, and messages per second each user sends.
     chat_room_size: int = 10
     chat_rate: float = 1.0
-    #: Path prefix in front of the routes; None = ``/wsgi`` or ``/asgi`` (through nginx), ""
-    #: when the host is the service itself (the bench's ``--direct``).
+    #: poll: messages per second the publisher posts to the pollers' room, and how long each
+    #: `GET /poll` may wait for one (`timeout_ms`; 204 when none came).
+    poll_rate: float = 2.0
+    poll_timeout_ms: int = 2000
+    #: Path prefix in front of the routes; None = the registry's (``/wsgi``, ``/flask-gevent``:
+    #: through nginx), "" when the host is the service itself (the bench's ``--direct``). The
+    #: bench passes the one /variants.json gives.
     path_prefix: str | None = None
 
     @property
     def stream_s(self) -> float:
         """How long one stream lasts: the first event at once, then (events - 1) intervals."""
         return (self.stream_events - 1) * self.stream_interval_ms / 1000.0
+
+    @property
+    def poll_wait_s(self) -> float:
+        """How long a waiting poll holds its slot: until the next message, or its timeout."""
+        return min(1.0 / self.poll_rate, self.poll_timeout_ms / 1000.0)
 
     @property
     def prefix(self) -> str:
@@ -138,8 +158,8 @@ class ScenarioSettings:
             raise ValueError(
                 f"stream_events x stream_interval_ms must be <= {validation.STREAM_TOTAL_MS_MAX}"
             )
-        if self.ws_rate <= 0 or self.chat_rate <= 0:
-            raise ValueError("ws_rate and chat_rate must be > 0")
+        if self.ws_rate <= 0 or self.chat_rate <= 0 or self.poll_rate <= 0:
+            raise ValueError("ws_rate, chat_rate and poll_rate must be > 0")
         if not 1 <= self.ws_message_bytes <= 60000:
             raise ValueError("ws_message_bytes must be between 1 and 60000")
         if self.chat_room_size < 1:

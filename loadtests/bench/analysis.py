@@ -65,6 +65,15 @@ def median(values: Sequence[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile by nearest rank (an observed value, like Locust's)."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
 def percent_of(achieved: float, ideal: float | None) -> float | None:
     """achieved as a percentage of ideal (100 = at the bound)."""
     if not ideal:
@@ -84,17 +93,6 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
-def capacity_of(health: dict, target: str) -> int | None:
-    """Concurrent requests a service can run: WSGI workers x threads; ASGI unbounded (None)."""
-    if target == "asgi":
-        return None
-    workers = int(health.get("workers") or 0)
-    threads = int(health.get("threads") or 1)
-    if workers <= 0:
-        raise ValueError(f"healthz of {target} reports no workers: {health!r}")
-    return workers * max(threads, 1)
-
-
 def ideal_rps(
     scenario: str,
     users: int,
@@ -103,17 +101,22 @@ def ideal_rps(
     io_ms: float,
     stream_s: float,
     ws_rate: float,
+    poll_wait_s: float = 0.0,
 ) -> float | None:
     """The bound each scenario can be held to, or None where none is known (hello, cpu).
 
     io: Little's law with the requested wait as service time; stream: the same with the whole
-    stream as service time (a sync worker is held for it); ws_echo: the offered rate, users x
-    messages per second (an open loop per user).
+    stream as service time (a sync worker is held for it); poll: the same with the wait for
+    the next message (or the timeout, if sooner) as service time, since every waiting poll ends
+    when a message comes; ws_echo: the offered rate, users x messages per second (an open loop
+    per user). ``capacity`` None: unbounded (an event loop).
     """
     if scenario == "io":  # ms=0 is allowed by the services: no wait, no bound
         return littles_law_ideal(users, io_ms / 1000.0, capacity) if io_ms > 0 else None
     if scenario == "stream":
         return littles_law_ideal(users, stream_s, capacity) if stream_s > 0 else None
+    if scenario == "poll":
+        return littles_law_ideal(users, poll_wait_s, capacity) if poll_wait_s > 0 else None
     if scenario == "ws_echo":
         return users * ws_rate
     return None

@@ -13,8 +13,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtests.bench.options import PROFILES, BenchOptions, UsageError, parse
-from loadtests.bench.results import Block, Meta, NotApplicable, Run
+from loadtests.bench import numbers
+from loadtests.bench.options import (
+    PROFILES,
+    RUN_OVERHEAD_S,
+    BenchOptions,
+    UsageError,
+    needs_stack_variants,
+    parse,
+    resolve,
+)
+from loadtests.bench.results import Block, Meta, Run
 
 
 def _err(message: str) -> None:
@@ -25,29 +34,20 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def probe_health(opts: BenchOptions) -> dict:
-    """GET /wsgi/healthz and /asgi/healthz; UsageError when a selected target is unreachable."""
-    import json
-    import urllib.error
-    import urllib.request
+def prepare(opts: BenchOptions) -> tuple[BenchOptions, dict[str, dict]]:
+    """The targets looked up in the stack's /variants.json, their health, the cells they do not
+    serve left out; UsageError when the stack does not answer or a target does not run."""
+    from loadtests.bench import probes
+    from loadtests.bench.targets import TargetError, fetch_running
 
-    health = {}
-    for target in ("wsgi", "asgi"):
-        full = opts.healthz_url(target)
-        try:
-            with urllib.request.urlopen(full, timeout=5) as resp:
-                doc = json.load(resp)
-            if doc.get("status") != "ok":
-                raise ValueError(f"status {doc.get('status')!r}")
-            health[target] = doc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            if target in opts.targets:
-                raise UsageError(
-                    f"the stack is not reachable: GET {full} failed ({exc}); start it "
-                    "(make up, or STACK=native make up) or pass --url"
-                ) from None
-            health[target] = {}
-    return health
+    try:
+        running = fetch_running(opts.url) if needs_stack_variants(opts) else ()
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    opts = resolve(opts, running)
+    health = probes.health(opts)
+    absent = probes.absent_routes(opts)
+    return (resolve(opts, running, absent) if absent else opts), health
 
 
 def _new_run_dir(out: Path) -> Path:
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     from loadtests.bench import driver
 
     try:
-        health = probe_health(opts)
+        opts, health = prepare(opts)
         prom, scrape_s = _connect_prometheus(opts)
         run_dir = _new_run_dir(Path(opts.out))
     except UsageError as exc:
@@ -164,23 +164,16 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.time()
     meta = _meta(opts, health, run_dir, scrape_s)
-    _say(
-        f"bench: {len(opts.steps())} steps, about {opts.estimated_seconds():.0f} s "
-        f"(profile {opts.profile}) against {opts.url}; writing {run_dir}"
-    )
-    for scenario, target in opts.not_applicable():
-        _say(f"bench: {scenario} on {target}: not applicable (WebSockets exist on asgi only)")
-    drv = driver.Driver(opts, run_dir, health, progress=_say)
+    _say_plan(opts, run_dir)
+    drv = driver.Driver(opts, run_dir, progress=_say)
     code = _drive(drv)
     if prom is not None and drv.blocks:
         _wait_for_last_scrape(drv.blocks, scrape_s, interrupted=code == 130)
         crosscheck_blocks(prom, drv.blocks, t_start)
     meta.elapsed_s = time.time() - t_start
-    not_applicable = [
-        NotApplicable(s, t, "WebSocket routes exist on the ASGI service only")
-        for s, t in opts.not_applicable()
-    ]
-    run = Run(complete=code == 0, meta=meta, blocks=drv.blocks, not_applicable=not_applicable)
+    run = Run(
+        complete=code == 0, meta=meta, blocks=drv.blocks, not_applicable=opts.not_applicable()
+    )
     return _write(run, run_dir, Path(opts.out), code)
 
 
@@ -200,10 +193,28 @@ def _connect_prometheus(opts: BenchOptions):  # -> (Prometheus | None, scrape in
     return prom, prom.scrape_interval_s()
 
 
-def _meta(opts: BenchOptions, health: dict, run_dir: Path, scrape_s: float | None) -> Meta:
-    from loadtests.bench import analysis, driver
+def _say_plan(opts: BenchOptions, run_dir: Path) -> None:
+    planned = opts.estimated_seconds() + RUN_OVERHEAD_S
+    budget = f", budget {numbers.duration(opts.budget_s)}" if opts.budget_s else ""
+    _say(
+        f"bench: {len(opts.steps())} steps on {len(opts.targets)} targets "
+        f"({', '.join(t.name for t in opts.targets)}), {numbers.number(opts.warmup_s)} s warm-up "
+        f"+ {numbers.number(opts.measure_s)} s measured each; planned about "
+        f"{numbers.duration(planned)} (profile {opts.profile}{budget}) against {opts.url}; "
+        f"writing {run_dir}"
+    )
+    if opts.over_budget():
+        _say(
+            f"bench: warning: the plan exceeds the profile's budget even at "
+            f"{numbers.number(opts.measure_s)} s per window; fewer targets or scenarios fit"
+        )
+    for na in opts.not_applicable():
+        _say(f"bench: {na.scenario} on {na.target}: not applicable ({na.reason})")
 
-    capacity = {t: analysis.capacity_of(health[t], t) if health.get(t) else None for t in health}
+
+def _meta(opts: BenchOptions, health: dict, run_dir: Path, scrape_s: float | None) -> Meta:
+    from loadtests.bench import driver
+
     return Meta(
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         options={
@@ -214,7 +225,7 @@ def _meta(opts: BenchOptions, health: dict, run_dir: Path, scrape_s: float | Non
             "profile_description": PROFILES[opts.profile].description,
             "model": opts.model,
             "scenarios": list(opts.scenarios),
-            "targets": list(opts.targets),
+            "targets": [t.name for t in opts.targets],
             "users": {k: list(v) for k, v in opts.users.items()},
             "rates": {k: list(v) for k, v in opts.rates.items()},
             "warmup_s": opts.warmup_s,
@@ -222,13 +233,14 @@ def _meta(opts: BenchOptions, health: dict, run_dir: Path, scrape_s: float | Non
         },
         scenario_settings=opts.scenario_settings(opts.targets[0]),
         services=health,
-        capacity=capacity,
+        capacity={t.name: t.capacity for t in opts.targets},
         cpu_count=os.cpu_count(),
         load_generator="one local Locust process (gevent), this host",
         versions=driver.versions(),
         scrape_interval_s=scrape_s,
-        planned_s=opts.estimated_seconds(),
+        planned_s=opts.estimated_seconds() + RUN_OVERHEAD_S,
         run_dir=str(run_dir),
+        targets={t.name: t.to_dict() for t in opts.targets},
     )
 
 

@@ -23,14 +23,18 @@ from locust.env import Environment
 from locust.stats import StatsCSV
 
 from loadtests import scenarios
-from loadtests.bench import analysis, numbers
+from loadtests.bench import analysis, numbers, poll
 from loadtests.bench.options import BenchOptions
 from loadtests.bench.results import CLOSED, OPEN, Block, ClientCounts, Step, TimelineBin
+from loadtests.bench.targets import Target
 from loadtests.exporter import DEFAULT_BIND, Exporter
 from loadtests.settings import OPEN_SCENARIO_CLASSES, SCENARIO_CLASSES, ScenarioSettings
 
 # An open-model block may leave minutes of queued work only when run far past capacity.
 DRAIN_MAX_S = 300.0
+# A poll block's queue drains within one poll timeout per slot and round (options.drain_s);
+# beyond this something is wrong, and the run goes on.
+POLL_DRAIN_MAX_S = 60.0
 
 #: The Locust statistics entry each scenario's figures come from: (method, name).
 PRIMARY = {
@@ -40,6 +44,7 @@ PRIMARY = {
     "stream": ("SSE", "/stream [complete]"),
     "ws_echo": ("WS", "/ws/echo [rtt]"),
     "ws_chat": ("WS", "/ws/chat [fan-out]"),
+    "poll": ("GET", "/poll"),
 }
 #: Route each scenario loads (the server's `route` label ends with it).
 ROUTE = {
@@ -49,8 +54,8 @@ ROUTE = {
     "stream": "/stream",
     "ws_echo": "/ws/echo",
     "ws_chat": "/ws/chat",
+    "poll": "/poll",
 }
-SERVICE = {"wsgi": "flask", "asgi": "fastapi"}
 PERCENTILES = [0.5, 0.66, 0.75, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999, 1.0]
 
 
@@ -142,18 +147,21 @@ class _StepContext:
     #: Open model: the schedule the user follows (None: closed model).
     schedule: scenarios.OpenSchedule | None = None
 
+    @property
+    def room(self) -> scenarios.PollRoom | None:
+        """The poll scenario's room, once its first user started."""
+        return getattr(self.env, "gateway_poll", None)
+
 
 class Driver:
     def __init__(
         self,
         opts: BenchOptions,
         run_dir: Path,
-        health: dict,
         progress: Callable[[str], None] = print,
     ) -> None:
         self.opts = opts
         self.run_dir = run_dir
-        self.health = health
         self.progress = progress
         self.current = _Current()
         self.exporter: Exporter | None = None
@@ -182,14 +190,14 @@ class Driver:
 
     # -------------------------------------------------------------- progress
     def _left_s(self) -> float:
-        per_step = self.opts.warmup_s + self.opts.measure_s
-        return (self.steps_total - self.steps_done) * per_step
+        """Time left by the plan: the steps not started yet, and this one."""
+        return self.opts.estimated_seconds() * (1 - (self.steps_done - 1) / self.steps_total)
 
     def _say(self, text: str) -> None:
         self.progress(text)
 
     # -------------------------------------------------------------- one block
-    def run_block(self, scenario: str, target: str, levels: tuple[float, ...]) -> Block:
+    def run_block(self, scenario: str, target: Target, levels: tuple[float, ...]) -> Block:
         """Run `levels` back to back on one Locust runner; the block is kept once complete."""
         settings = self.opts.scenario_settings(target)
         classes = OPEN_SCENARIO_CLASSES if self.opts.model == OPEN else SCENARIO_CLASSES
@@ -204,15 +212,14 @@ class Driver:
         self.current.runner = runner
         self.current.gateway_settings = settings
         counts_before = dict(scenarios.COUNTS)
-        block = Block(scenario, target, SERVICE[target], ROUTE[scenario], t0=time.time())
-        capacity = analysis.capacity_of(self.health.get(target, {}), target)
+        block = Block(scenario, target.name, target.variant, ROUTE[scenario], t0=time.time())
         ctx = _StepContext(
             env,
             runner,
             CpuSampler(),
             warnings,
             settings,
-            capacity,
+            target.capacity,
             getattr(env, "gateway_schedule", None),
         )
         try:
@@ -227,31 +234,38 @@ class Driver:
             ctx.sampler.stop()
             self.current.runner = None
         if ctx.schedule is not None:
-            self._drain(target)
+            self._drain(target, DRAIN_MAX_S)
+        if ctx.room is not None:
+            # The polls still queued behind busy slots would hold them into the next block:
+            # the publisher goes on until they are through.
+            if self.opts.drain_s(scenario, target) > 0:
+                self._drain(target, POLL_DRAIN_MAX_S)
+            ctx.room.stop()
+        key = (target.name, scenario)
         block.client = ClientCounts(
             **{
-                what: scenarios.COUNTS[(target, scenario, what)]
-                - counts_before.get((target, scenario, what), 0)
+                what: scenarios.COUNTS[(*key, what)] - counts_before.get((*key, what), 0)
                 for what in ("started", "completed", "gateway_error")
             }
         )
         self.blocks.append(block)
         return block
 
-    def _drain(self, target: str) -> None:
-        """Wait out the backlog an open-model block leaves in front of a saturated server.
+    def _drain(self, target: Target, limit_s: float) -> None:
+        """Wait out the backlog a block leaves in front of a saturated server.
 
         Requests the bench gave up on are still queued at the server (a sync worker serves each
         in turn after nginx has answered 499), and would slow whatever runs next. One request
         sent now waits behind all of them, so its answer says the queue is empty.
         """
-        self._say(f"  waiting for {target}'s queue to drain before the next block ...")
+        name = target.name
+        self._say(f"  waiting for {name}'s queue to drain before the next block ...")
         started = time.time()
         try:
-            with urllib.request.urlopen(self.opts.healthz_url(target), timeout=DRAIN_MAX_S):
+            with urllib.request.urlopen(self.opts.healthz_url(target), timeout=limit_s):
                 pass
         except OSError as error:
-            self._say(f"  {target} did not drain within {DRAIN_MAX_S:g} s ({error}); going on")
+            self._say(f"  {name} did not drain within {limit_s:g} s ({error}); going on")
             return
         self._say(f"  drained in {time.time() - started:.1f} s")
 
@@ -317,6 +331,7 @@ class Driver:
             io_ms=settings.io_ms,
             stream_s=settings.stream_s,
             ws_rate=settings.ws_rate,
+            poll_wait_s=settings.poll_wait_s,
         )
         if ctx.schedule is not None:
             ideal = analysis.open_bound(
@@ -332,6 +347,8 @@ class Driver:
             cpu["cpu_mean"], warned, achieved, ideal, flight, users or 0, cpu["host_cpu_mean"]
         )
         schedule = _open_figures(ctx.schedule, tm0, tm1) if ctx.schedule else {}
+        room = ctx.room
+        polls = poll.window_figures(room.published, room.answers, tm0, tm1) if room else None
         requests, fails = primary["requests"], primary["failures"]
         first = entries.get("SSE /stream [first event]") if scenario == "stream" else None
         return Step(
@@ -377,18 +394,15 @@ class Driver:
             ttfe_p99_ms=first["p99_ms"] if first else None,
             offered_rps=_offered(scenario, level, ctx, settings),
             model=OPEN if ctx.schedule else CLOSED,
+            poll=polls,
             **schedule,
         )
 
     def run(self) -> None:
         self.start_exporter()
         try:
-            opts = self.opts
-            for scenario in opts.scenarios:
-                for target in opts.targets:
-                    if not any(s == scenario and t == target for s, t, _ in opts.steps()):
-                        continue
-                    self.run_block(scenario, target, opts.levels(scenario))
+            for scenario, target in self.opts.blocks():
+                self.run_block(scenario, target, self.opts.levels(scenario))
         finally:
             self.stop_exporter()
 
@@ -424,6 +438,12 @@ def _progress_line(step: Step) -> str:
     n, note = numbers.number, " [load-generator bound]" if step.loadgen_bound else ""
     offered = f"{n(step.offered_rps)}/s offered, " if step.is_open else ""
     backlog = f"  unanswered {step.unanswered} of {step.sent}" if step.is_open else ""
+    if step.poll is not None:
+        p = step.poll
+        backlog += (
+            f"  with message {numbers.pct(100 * p.message_share if p.answered else None)}"
+            f"  held per message {n(p.held_mean)} (capacity {step.capacity or 'unbounded'})"
+        )
     return (
         f"      {offered}{n(step.rps)}/s  p50 {numbers.ms(step.p50_ms)}  "
         f"p95 {numbers.ms(step.p95_ms)}  p99 {numbers.ms(step.p99_ms)}  fail {step.failures}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadtests.bench import analysis
+from loadtests.bench import analysis, matrix
 from loadtests.bench.analysis import Saturation
 from loadtests.bench.results import Block, Run, Step
 
@@ -125,18 +125,105 @@ class CountsSummary:
     worst_excess: float
 
 
-Finding = Scaling | VersusBound | Queueing | Ratios | OpenKeepUp | LoadgenSummary | CountsSummary
+@dataclass(frozen=True)
+class BoundCell:
+    target: str
+    pct: float
+    loadgen_bound: bool
+
+
+@dataclass(frozen=True)
+class BoundReach:
+    """At a scenario's highest load, the variants that reached its bound and those short of it."""
+
+    scenario: str
+    level: float
+    model: str
+    reached: tuple[BoundCell, ...]
+    short: tuple[BoundCell, ...]
+
+
+@dataclass(frozen=True)
+class ModelPoint:
+    target: str
+    worker_class: str
+    capacity: int | None
+    rps: float
+    p95_ms: float | None
+    #: Throughput against the first point's (the smallest capacity).
+    ratio: float | None
+
+
+@dataclass(frozen=True)
+class WorkerModels:
+    """One scenario on the WSGI variants at the same load, smallest capacity first: what each
+    worker model (sync, gthread, gevent, ...) does with requests that wait."""
+
+    scenario: str
+    level: float
+    model: str
+    points: tuple[ModelPoint, ...]
+
+
+@dataclass(frozen=True)
+class PollPoint:
+    target: str
+    capacity: int | None
+    held_mean: float | None
+    held_max: int | None
+    rps: float
+    message_share: float | None
+    delivery_p95_ms: float | None
+    #: How long the publisher's POST took: it needs a slot too.
+    publish_p95_ms: float | None
+
+
+@dataclass(frozen=True)
+class PollHolding:
+    """Long polling at the most pollers: the polls each message found waiting, per variant."""
+
+    pollers: int
+    points: tuple[PollPoint, ...]
+
+    @property
+    def over_capacity(self) -> tuple[str, ...]:
+        """Bounded variants that held more waiting polls than their capacity (expected: none)."""
+        return tuple(
+            p.target
+            for p in self.points
+            if p.capacity is not None and p.held_max is not None and p.held_max > p.capacity
+        )
+
+
+Finding = (
+    Scaling
+    | VersusBound
+    | Queueing
+    | Ratios
+    | OpenKeepUp
+    | BoundReach
+    | WorkerModels
+    | PollHolding
+    | LoadgenSummary
+    | CountsSummary
+)
 
 
 def findings(run: Run) -> list[Finding]:
     steps = [s for s in run.steps if s.rps is not None]
     out: list[Finding] = []
-    for scenario in dict.fromkeys(s.scenario for s in steps):
-        for target in ("wsgi", "asgi"):
-            out.extend(_per_target(run, _by(steps, scenario, target)))
-        ratios = _ratios(steps, scenario)
-        if ratios is not None:
-            out.append(ratios)
+    if matrix.is_matrix(run):
+        out.extend(_matrix_findings(run))
+    else:
+        for scenario in dict.fromkeys(s.scenario for s in steps):
+            for target in matrix.targets(run):
+                out.extend(_per_target(run, _by(steps, scenario, target)))
+            ratios = _ratios(steps, scenario)
+            if ratios is not None:
+                out.append(ratios)
+    holding = _poll_holding(run)
+    if holding is not None:
+        out.append(holding)
     out.append(LoadgenSummary(tuple(_name(s) for s in steps if s.loadgen_bound), total=len(steps)))
     counts = _counts(run.blocks)
     if counts is not None:
@@ -166,7 +253,7 @@ def _per_target(run: Run, rows: list[Step]) -> list[Finding]:
     if sat is not None:
         out.append(Scaling(scenario, target, model, sat))
     bound_rows = [r for r in rows if r.ideal_rps]
-    if scenario in ("io", "stream") and bound_rows:
+    if scenario in ("io", "stream", "poll") and bound_rows:
         capacity = run.meta.capacity.get(target)
         points = tuple(
             BoundPoint(r.level, r.rps or 0.0, r.ideal_rps or 0.0,
@@ -174,7 +261,7 @@ def _per_target(run: Run, rows: list[Step]) -> list[Finding]:
             for r in bound_rows
         )  # fmt: skip
         out.append(VersusBound(scenario, target, model, capacity, points))
-        queueing = _queueing(run, bound_rows[-1], capacity)
+        queueing = _queueing(run, bound_rows[-1], capacity) if scenario != "poll" else None
         if queueing is not None:
             out.append(queueing)
     out.extend(_keep_up(r) for r in rows if r.is_open)
@@ -240,3 +327,83 @@ def _counts(blocks: list[Block]) -> CountsSummary | None:
         exact=sum(1 for c in done if c.server == c.client_started),
         worst_excess=max((c.excess for c in done), default=0),
     )
+
+
+# ------------------------------------------------------------------ the matrix
+
+
+def _matrix_findings(run: Run) -> list[Finding]:
+    out: list[Finding] = []
+    for scenario in dict.fromkeys(s.scenario for s in run.steps):
+        reach = _bound_reach(run, scenario)
+        if reach is not None:
+            out.append(reach)
+        models = _worker_models(run, scenario) if scenario == "io" else None
+        if models is not None:
+            out.append(models)
+    return out
+
+
+def _bound_reach(run: Run, scenario: str) -> BoundReach | None:
+    top = [s for s in matrix.top_steps(run, scenario) if s.pct_of_ideal is not None]
+    if not top:
+        return None
+    cells = [BoundCell(s.target, s.pct_of_ideal or 0.0, s.loadgen_bound) for s in top]
+    return BoundReach(
+        scenario,
+        max(s.level for s in top),
+        top[0].model,
+        tuple(c for c in cells if c.pct >= matrix.REACH_PCT),
+        tuple(c for c in cells if c.pct < matrix.REACH_PCT),
+    )
+
+
+def _capacity_order(step: Step) -> float:
+    return float("inf") if step.capacity is None else step.capacity
+
+
+def _worker_models(run: Run, scenario: str) -> WorkerModels | None:
+    wsgi = [
+        s
+        for s in matrix.top_steps(run, scenario)
+        if matrix.target_info(run, s.target).get("interface") == "wsgi" and s.rps
+    ]
+    level = max((s.level for s in wsgi), default=0)
+    same = sorted((s for s in wsgi if s.level == level), key=_capacity_order)
+    if len(same) < 2:
+        return None
+    base = same[0].rps
+    points = tuple(
+        ModelPoint(
+            s.target,
+            str(matrix.target_info(run, s.target).get("worker_class", "?")),
+            s.capacity,
+            s.rps or 0.0,
+            s.p95_ms,
+            analysis.ratio(s.rps, base),
+        )
+        for s in same
+    )
+    return WorkerModels(scenario, level, same[0].model, points)
+
+
+def _poll_holding(run: Run) -> PollHolding | None:
+    top = [s for s in matrix.top_steps(run, "poll") if s.poll is not None]
+    if not top:
+        return None
+    pollers = max(s.users or 0 for s in top)
+    points = tuple(
+        PollPoint(
+            s.target,
+            s.capacity,
+            s.poll.held_mean,
+            s.poll.held_max,
+            s.rps or 0.0,
+            s.poll.message_share,
+            s.poll.delivery_p95_ms,
+            (s.entries.get("POST /poll [publish]") or {}).get("p95_ms"),
+        )
+        for s in top
+        if s.poll is not None and s.users == pollers
+    )
+    return PollHolding(pollers, points)

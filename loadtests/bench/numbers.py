@@ -31,3 +31,12 @@ def ms(x: float | None) -> str:
 
 def pct(x: float | None) -> str:
     return NA if x is None else f"{x:.0f} %"
+
+
+def duration(seconds: float | None) -> str:
+    """A run's length: '75 s', '14m05s'."""
+    if seconds is None:
+        return NA
+    if seconds < 100:
+        return f"{seconds:.0f} s"
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"

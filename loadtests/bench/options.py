@@ -7,11 +7,15 @@ Every option has a flag and an environment variable; the flag wins. Invalid inpu
 from __future__ import annotations
 
 import argparse
+import math
 import os
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
-from loadtests.bench.results import CLOSED, MODELS, OPEN
+from loadtests.bench import targets as bench_targets
+from loadtests.bench.results import CLOSED, MODELS, OPEN, NotApplicable
+from loadtests.bench.targets import Target, TargetError
 from loadtests.settings import (
     BOUNDS,
     OPEN_RATE_MAX,
@@ -19,7 +23,6 @@ from loadtests.settings import (
     SCENARIOS,
     TARGETS,
     ScenarioSettings,
-    applicable,
 )
 from stackctl.settings import SettingsError, load_settings
 
@@ -36,12 +39,26 @@ class Profile:
     #: Open model: offered requests/s per step (hello, io, cpu only).
     rates: dict[str, tuple[float, ...]]
     warmup_s: float
+    #: Seconds measured per step; with a budget, the most (less when the steps need it).
     measure_s: float
     description: str
+    #: What `--targets` defaults to.
+    targets: tuple[str, ...] = ("wsgi", "asgi")
+    #: The whole run's time budget, which the measurement windows shrink to fit (None: fixed).
+    budget_s: float | None = None
 
+
+#: Seconds between two blocks (a new Locust runner), and what a run spends besides its steps:
+#: probing the stack, waiting for Prometheus's last scrape (cross-check), writing the report.
+BLOCK_PAUSE_S = 1.0
+RUN_OVERHEAD_S = 40.0
+#: The shortest measurement window a budget may shrink a step to.
+MIN_MEASURE_S = 4.0
 
 #: Default: 22 steps of 3 s warm-up + 10 s measurement, about 5 minutes with the pauses.
 #: Quick: 9 steps of 2 + 5 s, about 75 s (the integration test's run).
+#: Matrix: every running variant; its windows shrink so the run fits 15 minutes (13 variants:
+#: 84 steps of 3 + 6 s).
 PROFILES = {
     "default": Profile(
         name="default",
@@ -53,6 +70,7 @@ PROFILES = {
             "stream": (5, 20),
             "ws_echo": (10, 50),
             "ws_chat": (10, 50),
+            "poll": (10, 40),
         },
         # io: 10/s is half of WSGI's 20/s capacity (2 workers / 100 ms), 30/s is above it.
         rates={"io": (10.0, 20.0, 30.0, 60.0), "hello": (50.0, 200.0), "cpu": (20.0, 60.0)},
@@ -70,16 +88,43 @@ PROFILES = {
             "stream": (10,),
             "ws_echo": (10,),
             "ws_chat": (10,),
+            "poll": (20,),
         },
         rates={"io": (10.0, 30.0), "hello": (100.0,), "cpu": (30.0,)},
         warmup_s=2.0,
         measure_s=5.0,
         description="io at 10/40 users, hello, stream, ws_echo; about 75 seconds",
     ),
+    "matrix": Profile(
+        name="matrix",
+        scenarios=("io", "hello", "stream", "poll", "ws_echo"),
+        # io and poll at two levels, below and above the bounded variants' capacities (sync 2,
+        # uWSGI and Granian 8, gthread 16), so each line shows where its variant stops.
+        users={
+            "io": (10, 50),
+            "cpu": (4,),
+            "hello": (20,),
+            "stream": (10,),
+            "ws_echo": (20,),
+            "ws_chat": (10,),
+            "poll": (5, 20),
+        },
+        rates={"io": (10.0, 30.0), "hello": (100.0,), "cpu": (30.0,)},
+        warmup_s=3.0,
+        measure_s=10.0,
+        description=(
+            "every running variant: io at 10/50 users, hello, stream, poll at 5/20 pollers, "
+            "ws_echo where it has WebSockets; at most 15 minutes"
+        ),
+        targets=(bench_targets.ALL,),
+        budget_s=15 * 60.0,
+    ),
 }
 
 #: The scenarios' defaults (one copy: the fields of ScenarioSettings).
 DEFAULTS = ScenarioSettings()
+#: The poll publisher's rate, messages/s: from one every 10 s to 100 a second.
+POLL_RATE_BOUNDS = (0.1, 100.0)
 
 #: (flag, environment variable, help) - the single source for --help, docs and `make help`.
 OPTION_HELP = [
@@ -93,9 +138,18 @@ OPTION_HELP = [
         "BENCH_PROMETHEUS_URL",
         "Prometheus for the client/server cross-check; 'none' skips it [the running stack's]",
     ),
-    ("--profile", "BENCH_PROFILE", "default (~5 min) or quick (~75 s) [default]"),
+    (
+        "--profile",
+        "BENCH_PROFILE",
+        "default (~5 min), quick (~75 s) or matrix (every running variant, <= 15 min) [default]",
+    ),
     ("--scenarios", "BENCH_SCENARIOS", f"comma list of {', '.join(SCENARIOS)} [profile's]"),
-    ("--targets", "BENCH_TARGETS", "comma list of wsgi, asgi [both]"),
+    (
+        "--targets",
+        "BENCH_TARGETS",
+        "comma list of variants (flask, fastapi, flask-gthread, ...; wsgi = flask, asgi = "
+        "fastapi) or 'all' (every variant running behind the stack) [wsgi,asgi; matrix: all]",
+    ),
     (
         "--users",
         "BENCH_USERS",
@@ -117,11 +171,22 @@ OPTION_HELP = [
     ("--duration", "BENCH_DURATION", "seconds measured per step"),
     ("--io-ms", "BENCH_IO_MS", f"io scenario: /io?ms= wait [{DEFAULTS.io_ms}]"),
     ("--cpu-n", "BENCH_CPU_N", f"cpu scenario: /cpu?n= work size [{DEFAULTS.cpu_n}]"),
+    (
+        "--poll-rate",
+        "BENCH_POLL_RATE",
+        f"poll scenario: messages/s the publisher posts [{DEFAULTS.poll_rate:g}]",
+    ),
+    (
+        "--poll-timeout-ms",
+        "BENCH_POLL_TIMEOUT_MS",
+        f"poll scenario: how long each GET /poll waits (timeout_ms) [{DEFAULTS.poll_timeout_ms}]",
+    ),
     ("--out", "BENCH_OUT", "reports folder; the run goes to <out>/<timestamp>/ [reports]"),
     (
         "--direct",
         "BENCH_DIRECT",
-        "bypass nginx: 'wsgi=http://127.0.0.1:8001,asgi=http://127.0.0.1:8002' [off]",
+        "bypass nginx: 'wsgi=http://127.0.0.1:8001,asgi=http://127.0.0.1:8002' (TARGET=URL "
+        "for any target name) [off]",
     ),
 ]
 
@@ -132,13 +197,16 @@ class BenchOptions:
     prometheus_url: str | None
     profile: str
     scenarios: tuple[str, ...]
-    targets: tuple[str, ...]
+    #: The target names asked for (`--targets`), resolved into ``targets`` by `resolve`.
+    requested: tuple[str, ...]
     users: dict[str, tuple[int, ...]]
     warmup_s: float
     measure_s: float
     io_ms: int
     cpu_n: int
     out: str
+    poll_rate: float = DEFAULTS.poll_rate
+    poll_timeout_ms: int = DEFAULTS.poll_timeout_ms
     direct: dict[str, str] = field(default_factory=dict)
     model: str = CLOSED
     rates: dict[str, tuple[float, ...]] = field(default_factory=dict)
@@ -146,48 +214,96 @@ class BenchOptions:
     #: (the running stack's, so its load-test dashboard shows the bench).
     metrics_bind: str | None = None
     targets_dir: str | None = None
+    #: Whether the measurement window is the profile's to fit into its budget (no --duration).
+    fit_window: bool = False
+    #: The variants to load, from the stack's /variants.json (`resolve`).
+    targets: tuple[Target, ...] = ()
+    #: Scenario x target cells found missing on the stack (a route that answers 404/501).
+    absent: tuple[NotApplicable, ...] = ()
 
     def levels(self, scenario: str) -> tuple[float, ...]:
         """The steps of a scenario: user counts (closed model) or offered rates (open)."""
         return self.rates[scenario] if self.model == OPEN else self.users[scenario]
 
-    def host(self, target: str) -> str:
+    def host(self, target: Target) -> str:
         """Base URL Locust targets: nginx, or the service itself with --direct."""
-        return self.direct.get(target, self.url)
+        return self.direct.get(target.name, self.url)
 
-    def healthz_url(self, target: str) -> str:
-        if target in self.direct:
-            return self.direct[target] + "/healthz"
-        return f"{self.url}/{target}/healthz"
+    def url_of(self, target: Target, path: str) -> str:
+        return f"{self.host(target)}{target.prefix}{path}"
 
-    def steps(self) -> list[tuple[str, str, float]]:
+    def healthz_url(self, target: Target) -> str:
+        return self.url_of(target, "/healthz")
+
+    def _why_not(self, scenario: str, target: Target) -> str | None:
+        if not target.serves(scenario):
+            return f"{target.variant} has no WebSockets (/variants.json)"
+        for na in self.absent:
+            if (na.scenario, na.target) == (scenario, target.name):
+                return na.reason
+        return None
+
+    def steps(self) -> list[tuple[str, Target, float]]:
         """(scenario, target, users or rate) in run order, applicable ones only.
 
-        Order: for each scenario, the targets alternate (wsgi block, then asgi block), so each
-        service is idle while the other one is loaded; the cross-check needs those pauses.
+        Order: for each scenario, the targets take turns (the wsgi block, then the asgi block,
+        ...), so each service is idle while another one is loaded; the cross-check needs those
+        pauses.
         """
         out = []
         for scenario in self.scenarios:
             for target in self.targets:
-                if applicable(scenario, target):
+                if self._why_not(scenario, target) is None:
                     out.extend((scenario, target, n) for n in self.levels(scenario))
         return out
 
-    def not_applicable(self) -> list[tuple[str, str]]:
-        return [(s, t) for s in self.scenarios for t in self.targets if not applicable(s, t)]
+    def blocks(self) -> list[tuple[str, Target]]:
+        return list(dict.fromkeys((s, t) for s, t, _ in self.steps()))
 
-    def scenario_settings(self, target: str) -> ScenarioSettings:
+    def not_applicable(self) -> list[NotApplicable]:
+        out = []
+        for scenario in self.scenarios:
+            for target in self.targets:
+                reason = self._why_not(scenario, target)
+                if reason is not None:
+                    out.append(NotApplicable(scenario, target.name, reason))
+        return out
+
+    def scenario_settings(self, target: Target) -> ScenarioSettings:
         return ScenarioSettings(
-            target=target,
+            target=target.name,
             io_ms=self.io_ms,
             cpu_n=self.cpu_n,
-            path_prefix="" if target in self.direct else None,
+            poll_rate=self.poll_rate,
+            poll_timeout_ms=self.poll_timeout_ms,
+            path_prefix=target.prefix,
         )
 
-    def estimated_seconds(self, pause_s: float = 1.0) -> float:
-        steps = self.steps()
-        blocks = {(s, t) for s, t, _ in steps}
-        return len(steps) * (self.warmup_s + self.measure_s) + len(blocks) * pause_s
+    def drain_s(self, scenario: str, target: Target) -> float:
+        """After a poll block, the polls still queued behind a bounded variant's busy slots, at
+        worst each waiting out its timeout (the publisher's own POST may queue behind them)."""
+        if scenario != "poll" or target.capacity is None or self.model == OPEN:
+            return 0.0
+        queued = max(0, max(self.levels(scenario)) - target.capacity)
+        return queued * self.scenario_settings(target).poll_timeout_ms / 1000 / target.capacity
+
+    def estimated_seconds(self, pause_s: float = BLOCK_PAUSE_S) -> float:
+        """The steps, the pauses between blocks and the poll blocks' drains (not the overhead
+        of the run: RUN_OVERHEAD_S)."""
+        blocks = self.blocks()
+        return (
+            len(self.steps()) * (self.warmup_s + self.measure_s)
+            + len(blocks) * pause_s
+            + sum(self.drain_s(s, t) for s, t in blocks)
+        )
+
+    @property
+    def budget_s(self) -> float | None:
+        return PROFILES[self.profile].budget_s
+
+    def over_budget(self) -> bool:
+        budget = self.budget_s
+        return budget is not None and self.estimated_seconds() + RUN_OVERHEAD_S > budget
 
 
 def parse_direct(text: str) -> dict[str, str]:
@@ -196,7 +312,8 @@ def parse_direct(text: str) -> dict[str, str]:
         name, sep, url = part.partition("=")
         if not sep or name.strip() not in TARGETS:
             raise UsageError(
-                f"--direct: expected TARGET=URL,... with TARGET wsgi or asgi, got {part!r}"
+                f"--direct: expected TARGET=URL,... with TARGET one of {', '.join(TARGETS)}, "
+                f"got {part!r}"
             )
         out[name.strip()] = _url(url.strip(), f"--direct {name.strip()}")
     return out
@@ -295,13 +412,13 @@ def parse_names(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ..
     return tuple(dict.fromkeys(names))
 
 
-def _seconds(text: str, what: str, low: float, high: float) -> float:
+def _seconds(text: str, what: str, low: float, high: float, unit: str = "seconds") -> float:
     try:
         value = float(text)
     except ValueError:
-        raise UsageError(f"{what}: expected seconds, got {text!r}") from None
+        raise UsageError(f"{what}: expected {unit}, got {text!r}") from None
     if not low <= value <= high:
-        raise UsageError(f"{what}: must be between {low:g} and {high:g} seconds, got {value:g}")
+        raise UsageError(f"{what}: must be between {low:g} and {high:g} {unit}, got {value:g}")
     return value
 
 
@@ -425,43 +542,100 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
     profile = _profile(raw)
     model = _model(raw)
     scenarios = _scenarios(raw, profile, model)
-    targets = parse_names(raw["targets"], TARGETS, "--targets") if raw["targets"] else TARGETS
     users = parse_users(raw["users"], scenarios, profile.users) if raw["users"] else profile.users
     rates = parse_rates(raw["rates"], scenarios, profile.rates) if raw["rates"] else profile.rates
     stack = _stack_addresses(raw, environ)
     warmup_s, measure_s = _window(raw, profile)
+    try:
+        requested = bench_targets.parse_names(raw["targets"]) if raw["targets"] else None
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
     options = BenchOptions(
         url=_url(stack["url"], "--url"),
         prometheus_url=_prometheus_url(stack["prometheus_url"]),
         profile=profile.name,
         scenarios=scenarios,
-        targets=targets,
+        requested=requested or profile.targets,
         users={s: users[s] for s in scenarios if s in users},
         warmup_s=warmup_s,
         measure_s=measure_s,
         io_ms=_int(raw["io_ms"], "--io-ms", *BOUNDS["io_ms"]) if raw["io_ms"] else DEFAULTS.io_ms,
         cpu_n=_int(raw["cpu_n"], "--cpu-n", *BOUNDS["cpu_n"]) if raw["cpu_n"] else DEFAULTS.cpu_n,
+        poll_rate=(
+            _seconds(raw["poll_rate"], "--poll-rate", *POLL_RATE_BOUNDS, unit="messages/s")
+            if raw["poll_rate"]
+            else DEFAULTS.poll_rate
+        ),
+        poll_timeout_ms=(
+            _int(raw["poll_timeout_ms"], "--poll-timeout-ms", *BOUNDS["poll_timeout_ms"])
+            if raw["poll_timeout_ms"]
+            else DEFAULTS.poll_timeout_ms
+        ),
         out=raw["out"] or "reports",
         direct=parse_direct(raw["direct"]) if raw["direct"] else {},
         model=model,
         rates={s: rates[s] for s in scenarios if s in rates},
         metrics_bind=stack["metrics_bind"],
         targets_dir=stack["targets_dir"],
+        fit_window=not raw["duration"],
     )
-    _check(options)
+    if not options.scenarios:
+        raise UsageError("nothing to run: no scenario of the profile runs in the open model")
+    if bench_targets.ALL in options.requested and options.direct:
+        raise UsageError("--targets all reads what runs behind nginx; with --direct, name them")
     return options
 
 
-def _check(options: BenchOptions) -> None:
-    if not options.scenarios:
-        raise UsageError("nothing to run: no scenario of the profile runs in the open model")
-    if not options.steps():
+def needs_stack_variants(options: BenchOptions) -> bool:
+    """Whether some target is reached through nginx (its prefix comes from /variants.json)."""
+    return any(name not in options.direct for name in options.requested)
+
+
+def resolve(
+    options: BenchOptions,
+    running: Sequence[Target],
+    absent: Sequence[NotApplicable] = (),
+    environ: dict[str, str] | None = None,
+) -> BenchOptions:
+    """The options with their targets looked up in ``running`` (the stack's /variants.json;
+    `--direct` ones in the registry), the cells found ``absent`` left out, checked, and the
+    measurement window fitted to the profile's budget."""
+    environ = dict(os.environ if environ is None else environ)
+    direct = {
+        name: bench_targets.registry_entry(name, environ)
+        for name in options.requested
+        if name in options.direct
+    }
+    try:
+        targets = bench_targets.resolve(options.requested, running, direct)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    resolved = replace(options, targets=targets, absent=tuple(absent))
+    if not resolved.steps():
+        why = "; ".join(
+            f"{na.scenario} on {na.target}: {na.reason}" for na in resolved.not_applicable()
+        )
         raise UsageError(
             "nothing to run: every selected scenario is not applicable to the selected targets "
-            "(WebSocket scenarios exist on asgi only)"
+            f"({why})"
         )
     try:
-        for target in options.targets:
-            options.scenario_settings(target)
+        for target in targets:
+            resolved.scenario_settings(target)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    return fitted_to_budget(resolved)
+
+
+def fitted_to_budget(options: BenchOptions) -> BenchOptions:
+    """With a budget (the matrix profile) and no --duration: the longest measurement window, at
+    most the profile's, for which the whole run fits the budget; never below MIN_MEASURE_S
+    (`over_budget` then says so)."""
+    budget = options.budget_s
+    if budget is None or not options.fit_window:
+        return options
+    steps = len(options.steps())
+    fixed = options.estimated_seconds() - steps * (options.warmup_s + options.measure_s)
+    per_step = (budget - RUN_OVERHEAD_S - fixed) / steps - options.warmup_s
+    measure = max(MIN_MEASURE_S, min(PROFILES[options.profile].measure_s, math.floor(per_step)))
+    return replace(options, measure_s=float(measure))

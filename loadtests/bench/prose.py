@@ -6,18 +6,22 @@ from functools import singledispatch
 
 from loadtests.bench import analysis, numbers
 from loadtests.bench.findings import (
+    BoundReach,
     CountsSummary,
     Finding,
     LoadgenSummary,
     OpenKeepUp,
+    PollHolding,
     Queueing,
     Ratios,
     Scaling,
     VersusBound,
+    WorkerModels,
 )
+from loadtests.bench.matrix import REACH_PCT
 from loadtests.bench.results import OPEN
 
-rate, ms = numbers.rate, numbers.ms
+rate, ms, pct = numbers.rate, numbers.ms, numbers.pct
 
 
 def describe_all(found: list[Finding]) -> list[str]:
@@ -27,6 +31,8 @@ def describe_all(found: list[Finding]) -> list[str]:
 def unit(scenario: str) -> str:
     if scenario == "stream":
         return "streams"
+    if scenario == "poll":
+        return "polls"
     return "messages" if scenario.startswith("ws_") else "requests"
 
 
@@ -37,6 +43,10 @@ def level(value: float, model: str) -> str:
 
 def _label(scenario: str, target: str) -> str:
     return f"{scenario}/{target.upper()}"
+
+
+def capacity(value: int | None) -> str:
+    return "unbounded" if value is None else str(value)
 
 
 @singledispatch
@@ -145,4 +155,62 @@ def _(f: CountsSummary) -> str:
         f"Client vs server counts (Prometheus): {f.ok} of {f.checked} runs within tolerance; in "
         f"{f.exact} the servers counted exactly the requests the client started; largest count "
         f"outside [completed, started]: {f.worst_excess:g}."
+    )
+
+
+@describe.register
+def _(f: BoundReach) -> str:
+    def cells(found) -> str:
+        return ", ".join(
+            f"{c.target} {c.pct:.0f} %" + (" [load-generator bound]" if c.loadgen_bound else "")
+            for c in found
+        )
+
+    head = f"{f.scenario} at {level(f.level, f.model)}: "
+    variants = "variant" if len(f.reached) == 1 else "variants"
+    reached = (
+        f"{len(f.reached)} {variants} reached the bound (>= {REACH_PCT:.0f} %): {cells(f.reached)}"
+        if f.reached
+        else f"no variant reached {REACH_PCT:.0f} % of the bound"
+    )
+    short = f"; below it: {cells(f.short)}" if f.short else ""
+    return head + reached + short + "."
+
+
+@describe.register
+def _(f: WorkerModels) -> str:
+    base = f.points[0]
+    parts = [
+        f"{p.target} ({p.worker_class}, capacity {capacity(p.capacity)}) {rate(p.rps)}, "
+        f"p95 {ms(p.p95_ms)}" + (f", x{p.ratio:.1f}" if p is not base and p.ratio else "")
+        for p in f.points
+    ]
+    return (
+        f"{f.scenario} at {level(f.level, f.model)}, WSGI worker models "
+        f"(ratios to {base.target}): " + "; ".join(parts) + "."
+    )
+
+
+@describe.register
+def _(f: PollHolding) -> str:
+    parts = [
+        f"{p.target} held {numbers.number(p.held_mean)} (max {numbers.number(p.held_max)}) of "
+        f"capacity {capacity(p.capacity)}, {rate(p.rps)} polls, "
+        f"{pct(None if p.message_share is None else 100 * p.message_share)} with a message, "
+        f"delivery p95 {ms(p.delivery_p95_ms)}, publish p95 {ms(p.publish_p95_ms)}"
+        for p in f.points
+    ]
+    if f.over_capacity:
+        over = f" {', '.join(f.over_capacity)} held more waiting polls than its capacity."
+    else:
+        over = " No bounded variant held more waiting polls than its capacity"
+        outnumbered = [p.target for p in f.points if p.capacity and p.capacity < f.pollers]
+        if outnumbered:
+            over += f"; where the pollers outnumbered it ({', '.join(outnumbered)}) the rest queued"
+        over += "."
+    return (
+        f"poll at {f.pollers} pollers, polls waiting when each message was published: "
+        + "; ".join(parts)
+        + "."
+        + over
     )

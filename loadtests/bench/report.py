@@ -11,15 +11,14 @@ import base64
 import html
 from pathlib import Path
 
-from loadtests.bench import analysis, numbers, plots
+from loadtests.bench import analysis, matrix, matrix_report, numbers, plots
 from loadtests.bench.results import OPEN, Run, Step
 
 WHAT = {
     "hello": "GET /hello: the fixed cost of a request through nginx and each stack.",
     "io": (
         "GET /io?ms={io_ms}: each request waits {io_ms} ms without using CPU. A sync worker is "
-        "blocked for the whole wait; an event loop serves other requests meanwhile. Dashed "
-        "lines: the Little's-law bound min(users, capacity) / {io_s:g} s."
+        "blocked for the whole wait; an event loop serves other requests meanwhile."
     ),
     "cpu": (
         "GET /cpu?n={cpu_n}: pure-Python work holding the GIL. Neither model computes faster "
@@ -27,17 +26,29 @@ WHAT = {
     ),
     "stream": (
         "Server-sent events, {events} events {interval} ms apart per stream, read to the end and "
-        "reopened. A sync worker is held for the whole stream. Throughput = streams/s; dashed: "
-        "min(users, capacity) / {stream_s:g} s."
+        "reopened. A sync worker is held for the whole stream. Throughput = streams/s."
     ),
     "ws_echo": (
-        "WebSocket echo (ASGI only): each user sends {ws_rate:g} messages/s on one connection and "
-        "times each round trip. Dashed: the offered rate (users x {ws_rate:g}/s)."
+        "WebSocket echo (variants with WebSockets): each user sends {ws_rate:g} messages/s on "
+        "one connection and times each round trip."
     ),
     "ws_chat": (
-        "WebSocket chat (ASGI only): rooms of {room} users, each sending {chat_rate:g} msg/s; "
-        "latency is from the sender's stamp to each receiver (fan-out)."
+        "WebSocket chat (variants with WebSockets): rooms of {room} users, each sending "
+        "{chat_rate:g} msg/s; latency is from the sender's stamp to each receiver (fan-out)."
     ),
+    "poll": (
+        "Long polling: every user sends GET /poll?room=R&timeout_ms={poll_timeout_ms} back to back "
+        "into one room, and a publisher posts {poll_rate:g} messages/s to it (POST /poll, through "
+        "the same variant). A waiting poll is answered by the next message (200) or at its "
+        "timeout (204), and holds a sync worker all the while. Throughput = polls answered/s."
+    ),
+}
+#: What the dashed lines of the two-service plots are.
+PLOT_NOTES = {
+    "io": "Dashed lines: the Little's-law bound min(users, capacity) / {io_s:g} s.",
+    "stream": "Dashed: min(users, capacity) / {stream_s:g} s.",
+    "poll": "Dashed: min(users, capacity) / {poll_wait_s:g} s.",
+    "ws_echo": "Dashed: the offered rate (users x {ws_rate:g}/s).",
 }
 #: The open model's paragraph, after the scenario's own.
 OPEN_WHAT = (
@@ -165,10 +176,14 @@ def text_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def terminal_summary(run: Run) -> str:
-    headers, rows = summary_rows(run)
-    keep = [0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 13]
-    table = text_table([headers[i] for i in keep], [[r[i] for i in keep] for r in rows])
-    parts = [table]
+    if matrix.is_matrix(run):
+        parts = [f"{title}:\n" + text_table(h, r) for title, h, r in matrix_report.tables(run)]
+    else:
+        headers, rows = summary_rows(run)
+        keep = [0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 13]
+        parts = [text_table([headers[i] for i in keep], [[r[i] for i in keep] for r in rows])]
+        if any(s.poll for s in run.steps):
+            parts.append("Long polling:\n" + text_table(*matrix_report.poll_table(run)))
     ch, cr = crosscheck_rows(run)
     if cr:
         parts.append("Client vs server (Prometheus) counts:\n" + text_table(ch, cr))
@@ -183,6 +198,8 @@ def _blocks(run: Run) -> list[tuple]:
     blocks: list[tuple] = []
     blocks += _header(run)
     blocks += [("h2", "Findings"), ("ul", run.findings)]
+    if matrix.is_matrix(run) or any(s.poll for s in run.steps):
+        blocks += matrix_report.section(run)
     blocks += _results(run)
     if run.meta.model == OPEN:
         blocks += [("h2", "Open model against closed loop"), *_open_model_text(run)]
@@ -205,6 +222,14 @@ def _blocks(run: Run) -> list[tuple]:
 
 def _service_line(run: Run, target: str) -> str | None:
     h = run.meta.services.get(target) or {}
+    info = matrix.target_info(run, target)
+    capacity = run.meta.capacity.get(target)
+    if info:
+        return (
+            f"{target}: {info['framework']} on {info['server']} ({info['worker_class']}), "
+            f"{info['workers']} workers x {info['threads']} threads, capacity "
+            f"{capacity or 'unbounded (event loop)'}, prefix {info['prefix'] or '(direct)'}"
+        )
     if not h:
         return None
     return (
@@ -216,7 +241,11 @@ def _service_line(run: Run, target: str) -> str | None:
 
 def _header(run: Run) -> list[tuple]:
     meta, opts = run.meta, run.meta.options
-    title = "gateway-lab bench: WSGI vs ASGI under concurrency"
+    title = (
+        "gateway-lab bench: server variants under concurrency"
+        if matrix.is_matrix(run)
+        else "gateway-lab bench: WSGI vs ASGI under concurrency"
+    )
     if not run.complete:
         title += " (INCOMPLETE run)"
     model = (
@@ -235,8 +264,8 @@ def _header(run: Run) -> list[tuple]:
         f"{opts.get('profile')}; {model}; {len(run.steps)} steps of {_n(opts.get('warmup_s'))} s "
         f"warm-up (excluded) + {_n(opts.get('measure_s'))} s measured.",
         f"Stack {opts.get('url')}{direct}; Prometheus {prometheus}",
-        *filter(None, (_service_line(run, t) for t in ("wsgi", "asgi"))),
-        f"Host: {meta.cpu_count} CPUs, shared by nginx, both services, Prometheus and the load "
+        *filter(None, (_service_line(run, t) for t in matrix.targets(run))),
+        f"Host: {meta.cpu_count} CPUs, shared by nginx, the services, Prometheus and the load "
         f"generator ({meta.load_generator}).",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in meta.versions.items() if v),
     ]
@@ -245,7 +274,10 @@ def _header(run: Run) -> list[tuple]:
 
 def _what(run: Run, scenario: str) -> str:
     s = run.meta.scenario_settings
-    text = WHAT.get(scenario, "").format(
+    text = WHAT.get(scenario, "")
+    if not matrix.is_matrix(run) and scenario in PLOT_NOTES:
+        text += " " + PLOT_NOTES[scenario]
+    text = text.format(
         io_ms=s.io_ms,
         io_s=s.io_ms / 1000,
         cpu_n=s.cpu_n,
@@ -255,6 +287,9 @@ def _what(run: Run, scenario: str) -> str:
         ws_rate=s.ws_rate,
         room=s.chat_room_size,
         chat_rate=s.chat_rate,
+        poll_timeout_ms=s.poll_timeout_ms,
+        poll_rate=s.poll_rate,
+        poll_wait_s=s.poll_wait_s,
     )
     return f"{text} {OPEN_WHAT}" if run.meta.model == OPEN else text
 
@@ -311,7 +346,6 @@ def _open_model_text(run: Run) -> list[tuple]:
 
 def _littles_law_text(run: Run) -> list[tuple]:
     steps = [s for s in run.steps if s.scenario == "io" and s.rps and not s.is_open]
-    capacity = run.meta.capacity
     io_s = run.meta.scenario_settings.io_ms / 1000
     if io_s <= 0:
         return []  # /io?ms=0 does not wait: no service time, no Little's-law bound
@@ -321,12 +355,10 @@ def _littles_law_text(run: Run) -> list[tuple]:
             "L = lambda x W: requests in the system = throughput x time each spends there. Each "
             f"io request needs at least S = {io_s:g} s. A closed loop of N users keeps N requests "
             "in flight, so throughput = N / W. A server that runs at most C at once completes at "
-            f"most C / S per second: the bound is min(N, C) / S. WSGI (sync) has C = workers x "
-            f"threads = {capacity.get('wsgi') or 'n/a'}, so its bound is "
-            f"{(capacity.get('wsgi') or 0) / io_s:g}/s whatever N is, and the other N - C users "
-            "queue, which makes W = N x S / C. ASGI waits without holding a worker, so C is "
-            "unbounded and the bound N / S grows with the users until something else (CPU, the "
-            "load generator) runs out.",
+            f"most C / S per second: the bound is min(N, C) / S. {_capacities(run, io_s)} Beyond "
+            "C the other N - C users queue, which makes W = N x S / C. An event loop waits "
+            "without holding a worker, so C is unbounded and the bound N / S grows with the "
+            "users until something else (CPU, the load generator) runs out.",
         )
     ]
     if steps:
@@ -340,6 +372,15 @@ def _littles_law_text(run: Run) -> list[tuple]:
             )
         )
     return out
+
+
+def _capacities(run: Run, io_s: float) -> str:
+    """Each bounded target's C and C / S, in words."""
+    bounded = [(t, run.meta.capacity.get(t)) for t in matrix.targets(run)]
+    parts = [f"{t} has C = {c}, so at most {c / io_s:g}/s" for t, c in bounded if c]
+    if not parts:
+        return "No target of this run has a bounded capacity."
+    return "Capacity = workers x requests per worker: " + "; ".join(parts) + ", whatever N is."
 
 
 def _littles_law_table(run: Run, steps: list[Step], io_s: float) -> tuple[list, list]:

@@ -7,6 +7,8 @@ figures) are left out of the JSON rather than written as null.
 
 Schema 2 (from 1): every step carries ``model`` ("closed" or "open"); open-model steps carry
 ``offered_rps``, ``sent``, ``unanswered`` and ``timeline`` and have ``users`` null.
+Schema 3 (from 2): targets are server variants; ``meta.targets`` describes each (its
+/variants.json entry under the name the run gives it); poll steps carry ``poll``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from loadtests.bench.analysis import CrossCheck
 from loadtests.settings import ScenarioSettings
 
-SCHEMA = 2
+SCHEMA = 3
 
 CLOSED = "closed"
 OPEN = "open"
@@ -32,6 +34,29 @@ class TimelineBin:
     answered: int
     p50_ms: float | None
     max_ms: float | None
+
+
+@dataclass(frozen=True)
+class PollFigures:
+    """A poll step's window: the messages published, how the polls ended, who got each message."""
+
+    published: int
+    #: Polls answered in the window: with a message (200) or at their timeout (204).
+    answered: int
+    with_message: int
+    timed_out: int
+    #: From a message's sending to its receipt by a poller.
+    delivery_p50_ms: float | None
+    delivery_p95_ms: float | None
+    #: Pollers that received each message published in the window, on average and at most:
+    #: the polls waiting on the server when it was published. A server that holds a worker per
+    #: waiting poll has at most its capacity of them; the other pollers are queued.
+    held_mean: float | None
+    held_max: int | None
+
+    @property
+    def message_share(self) -> float | None:
+        return self.with_message / self.answered if self.answered else None
 
 
 @dataclass
@@ -79,6 +104,7 @@ class Step:
     sent: int | None = None
     unanswered: int | None = None
     timeline: list[TimelineBin] | None = None
+    poll: PollFigures | None = None
     # Filled by the cross-check with Prometheus (None: no usable scrapes in the window).
     crosschecked: bool = False
     server_rps: float | None = None
@@ -92,6 +118,7 @@ class Step:
         "sent",
         "unanswered",
         "timeline",
+        "poll",
     )
     _SERVER = ("server_rps", "server_rps_diff_pct")
 
@@ -184,6 +211,8 @@ class Meta:
     planned_s: float
     run_dir: str
     elapsed_s: float | None = None
+    #: Each target's /variants.json entry, by the name the run gives it.
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def model(self) -> str:
@@ -197,6 +226,7 @@ class Meta:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         settings = self.scenario_settings.as_dict()
         settings.pop("target")
+        settings.pop("path_prefix")  # each target's own: meta.targets
         out["scenario_settings"] = settings
         return out
 

@@ -205,7 +205,7 @@ def test_open_model_sends_on_schedule_whether_or_not_answers_come_back(stack, tm
     )  # fmt: skip
     assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     results = json.loads((tmp_path / "latest" / "results.json").read_text())
-    assert results["schema"] == 2 and results["meta"]["options"]["model"] == "open"
+    assert results["schema"] == 3 and results["meta"]["options"]["model"] == "open"
     capacity = results["meta"]["capacity"]["wsgi"]  # requests running at once
     (step,) = results["steps"]
     (block,) = results["blocks"]

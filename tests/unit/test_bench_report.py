@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway_common import variants
 from loadtests.bench import analysis, findings, prose, report
-from loadtests.bench.options import PROFILES, UsageError, parse
+from loadtests.bench.options import PROFILES, UsageError, parse, resolve
 from loadtests.bench.results import (
     Block,
     ClientCounts,
@@ -27,6 +28,7 @@ from loadtests.bench.results import (
     Step,
     TimelineBin,
 )
+from loadtests.bench.targets import running_from_document
 from loadtests.exporter import _Monotonic, parse_bind, scrape_target
 from loadtests.settings import (
     ScenarioSettings,
@@ -35,8 +37,25 @@ from loadtests.settings import (
     prefix,
     ws_url,
 )
+from stackctl.routes import variants_document
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def running(selection: str = "") -> tuple:
+    """What a stack started with VARIANTS=<selection> lists in its /variants.json."""
+    doc = variants_document(variants.parse_selection(selection), {})
+    return running_from_document(json.loads(doc))
+
+
+def resolved(argv: list[str], environ: dict | None = None, selection: str = ""):
+    """The options as the bench runs them against such a stack."""
+    return resolve(parse(argv, environ={} if environ is None else environ), running(selection))
+
+
+def names(steps) -> list[tuple]:
+    return [(scenario, target.name, level) for scenario, target, level in steps]
+
 
 # ------------------------------------------------------------------ Little's law
 
@@ -80,14 +99,6 @@ def test_percent_and_gap():
     assert analysis.ratio(10, 0) is None
 
 
-def test_capacity_from_healthz():
-    assert analysis.capacity_of({"workers": 2, "threads": 1}, "wsgi") == 2
-    assert analysis.capacity_of({"workers": 2, "threads": 4}, "wsgi") == 8
-    assert analysis.capacity_of({"workers": 2}, "asgi") is None
-    with pytest.raises(ValueError):
-        analysis.capacity_of({}, "wsgi")
-
-
 def test_ideal_rps_per_scenario():
     kw = {"io_ms": 100, "stream_s": 0.9, "ws_rate": 10}
     assert analysis.ideal_rps("io", 50, 2, **kw) == pytest.approx(20.0)
@@ -96,6 +107,9 @@ def test_ideal_rps_per_scenario():
     assert analysis.ideal_rps("ws_echo", 10, None, **kw) == pytest.approx(100.0)
     assert analysis.ideal_rps("hello", 10, 2, **kw) is None
     assert analysis.ideal_rps("cpu", 10, 2, **kw) is None
+    # poll: each held poll ends once per message (every 0.5 s): 2 held -> 4/s, 20 -> 40/s.
+    assert analysis.ideal_rps("poll", 20, 2, **kw, poll_wait_s=0.5) == pytest.approx(4.0)
+    assert analysis.ideal_rps("poll", 20, None, **kw, poll_wait_s=0.5) == pytest.approx(40.0)
 
 
 # ------------------------------------------------------------------ saturation
@@ -412,27 +426,32 @@ def test_open_model_report_explains_the_difference_with_a_plot(tmp_path):
 
 
 def test_default_and_quick_profiles_fit_their_time_budget():
-    default = parse([], environ={})
+    default = resolved([])
     assert default.profile == "default" and default.url == "http://127.0.0.1:8080"
     assert default.prometheus_url == "http://127.0.0.1:9090"
     assert default.users["io"] == (10, 25, 50, 100)
+    assert [t.name for t in default.targets] == ["wsgi", "asgi"]
     # 6 minutes for the default, 90 s for quick, including pauses and report (~25 s margin).
     assert default.estimated_seconds() <= 360 - 25
-    quick = parse(["--profile", "quick"], environ={})
+    assert len(default.steps()) == 22
+    # The same with every variant running: the default profile still loads the two services.
+    assert resolved([], selection="all").estimated_seconds() == default.estimated_seconds()
+    quick = resolved(["--profile", "quick"])
     assert quick.estimated_seconds() <= 90 - 15
-    assert set(PROFILES) == {"default", "quick"}
+    assert set(PROFILES) == {"default", "quick", "matrix"}
 
 
 def test_steps_alternate_targets_and_skip_websockets_on_wsgi():
-    opts = parse(["--scenarios", "io,ws_echo", "--users", "io=5,10;ws_echo=3"], environ={})
-    assert opts.steps() == [
+    opts = resolved(["--scenarios", "io,ws_echo", "--users", "io=5,10;ws_echo=3"])
+    assert names(opts.steps()) == [
         ("io", "wsgi", 5),
         ("io", "wsgi", 10),
         ("io", "asgi", 5),
         ("io", "asgi", 10),
         ("ws_echo", "asgi", 3),
     ]
-    assert opts.not_applicable() == [("ws_echo", "wsgi")]
+    assert [(na.scenario, na.target) for na in opts.not_applicable()] == [("ws_echo", "wsgi")]
+    assert "flask has no WebSockets" in opts.not_applicable()[0].reason
 
 
 def test_environment_variables_and_flag_precedence():
@@ -440,15 +459,15 @@ def test_environment_variables_and_flag_precedence():
     opts = parse([], environ=env)
     assert opts.profile == "quick" and opts.users["io"] == (1, 3) and opts.measure_s == 4
     opts = parse(["--duration", "6", "--targets", "asgi"], environ=env)
-    assert opts.measure_s == 6 and opts.targets == ("asgi",)
+    assert opts.measure_s == 6 and opts.requested == ("asgi",)
     assert parse(["--prometheus-url", "none"], environ={}).prometheus_url is None
 
 
 def test_open_model_options():
-    opts = parse(["--model", "open", "--rates", "io=10,30", "--scenarios", "io"], environ={})
+    opts = resolved(["--model", "open", "--rates", "io=10,30", "--scenarios", "io"])
     assert opts.model == "open" and opts.levels("io") == (10.0, 30.0)
-    assert opts.steps() == [("io", "wsgi", 10.0), ("io", "wsgi", 30.0), ("io", "asgi", 10.0),
-                            ("io", "asgi", 30.0)]  # fmt: skip
+    assert names(opts.steps()) == [("io", "wsgi", 10.0), ("io", "wsgi", 30.0),
+                                   ("io", "asgi", 10.0), ("io", "asgi", 30.0)]  # fmt: skip
     env = {"BENCH_MODEL": "open", "BENCH_RATES": "25", "BENCH_PROFILE": "quick"}
     opts = parse([], environ=env)
     # The profile's scenarios that have an open variant; one rate list for every one of them.
@@ -480,10 +499,14 @@ def test_bench_defaults_follow_the_running_stack(tmp_path):
 
 def test_direct_mode_bypasses_nginx():
     opts = parse(["--direct", "wsgi=http://127.0.0.1:8001,asgi=http://127.0.0.1:8002/"], {})
-    assert opts.host("wsgi") == "http://127.0.0.1:8001"
-    assert opts.healthz_url("asgi") == "http://127.0.0.1:8002/healthz"
-    assert opts.scenario_settings("wsgi").prefix == ""
-    assert parse([], {}).scenario_settings("wsgi").prefix == "/wsgi"
+    # No /variants.json to read: the direct targets are the registry's entries, no prefix.
+    wsgi, asgi = resolve(opts, running=()).targets
+    assert opts.host(wsgi) == "http://127.0.0.1:8001"
+    assert opts.healthz_url(asgi) == "http://127.0.0.1:8002/healthz"
+    assert opts.scenario_settings(wsgi).prefix == ""
+    assert (wsgi.variant, wsgi.capacity, asgi.capacity) == ("flask", 2, None)
+    nginx = resolved([]).targets[0]
+    assert resolved([]).scenario_settings(nginx).prefix == "/wsgi"
 
 
 @pytest.mark.parametrize(
@@ -493,7 +516,7 @@ def test_direct_mode_bypasses_nginx():
         (["--users", "ten"], "must be integers"),
         (["--users", "0"], "between 1 and 2000"),
         (["--users", "io=5;bogus=3"], "SCENARIO=N"),
-        (["--targets", "cgi"], "unknown 'cgi'"),
+        (["--targets", "cgi"], "unknown 'cgi'; running behind the stack: flask, fastapi"),
         (["--profile", "long"], "unknown 'long'"),
         (["--duration", "soon"], "expected seconds"),
         (["--url", "127.0.0.1:8080"], "expected an http:// URL"),
@@ -514,7 +537,7 @@ def test_direct_mode_bypasses_nginx():
 )
 def test_bad_input_is_a_usage_error(argv, message):
     with pytest.raises(UsageError, match=message):
-        parse(argv, environ={})
+        resolved(argv)
 
 
 def test_entry_point_exits_2_on_bad_input_and_unreachable_stack(tmp_path):
@@ -599,12 +622,12 @@ def test_results_json_keeps_its_keys():
     step = _step("io", "wsgi", 10, 10.0, 100, 110)
     keys = set(step.to_dict())
     assert step.to_dict()["model"] == "closed" and step.to_dict()["users"] == 10
-    assert not keys & {"ttfe_p50_ms", "server_rps", "offered_rps", "sent", "timeline"}
+    assert not keys & {"ttfe_p50_ms", "server_rps", "offered_rps", "sent", "timeline", "poll"}
     step.crosschecked = True
     assert step.to_dict()["server_rps"] is None
     block = _block("wsgi", [step], 5, 5, 5)
     doc = Run(complete=True, meta=_meta(), blocks=[block], not_applicable=[]).to_dict()
-    assert doc["schema"] == 2 and doc["steps"] == [step.to_dict()]
+    assert doc["schema"] == 3 and doc["steps"] == [step.to_dict()]
     assert set(doc) == {"schema", "complete", "meta", "steps", "blocks", "not_applicable",
                         "findings"}  # fmt: skip
     assert doc["meta"]["scenario_settings"]["io_ms"] == 100
