@@ -25,7 +25,7 @@ from tests.integration.test_stack import (  # noqa: F401
     test_bad_query_parameters_are_a_json_400,
     test_body_over_the_limit_is_refused_by_nginx_with_json_413,
     test_echo_accepts_a_valid_document_and_rejects_bad_ones,
-    test_healthz_through_nginx_names_service_server_and_interface,
+    test_healthz_through_nginx_names_the_variant_as_registered,
     test_internal_endpoints_are_not_reachable_on_the_public_port,
     test_io_waits_and_reports_what_it_waited,
     test_landing_page_is_served_with_security_headers,
