@@ -23,13 +23,12 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
 from loadtests.bench.overhead import RunError, parse_wrk
+from loadtests.bench.targets import Target, TargetError, fetch_running
 
 IO_MS = 100
 # The band the measured rate must fall in, relative to the bound: queueing and proxying cost a
@@ -115,20 +114,17 @@ def parse(argv: list[str] | None) -> Options:
     )
 
 
-def running_variants(url: str) -> list[dict]:
+def running_variants(url: str) -> tuple[Target, ...]:
     try:
-        with urllib.request.urlopen(f"{url}/variants.json", timeout=5) as response:
-            return json.load(response)["variants"]
-    except (urllib.error.URLError, OSError, ValueError, KeyError) as error:
-        raise UsageError(
-            f"no stack answers {url}/variants.json ({error}); start one with `make up`"
-        ) from None
+        return fetch_running(url)
+    except TargetError as error:
+        raise UsageError(str(error)) from None
 
 
-def choose(listed: list[dict], names: tuple[str, ...]) -> list[dict]:
+def choose(listed: tuple[Target, ...], names: tuple[str, ...]) -> list[Target]:
     if not names:
-        return listed
-    by_name = {entry["name"]: entry for entry in listed}
+        return list(listed)
+    by_name = {target.variant: target for target in listed}
     unknown = [name for name in names if name not in by_name]
     if unknown:
         raise UsageError(
@@ -149,9 +145,9 @@ def wrk_rate(wrk: str, url: str, connections: int, duration_s: int) -> tuple[flo
     return result.rps, result.requests, result.non_2xx + result.socket_errors
 
 
-def measure(opts: Options, wrk: str, entry: dict) -> VariantRate:
-    url = f"{opts.url}{entry['prefix']}io?ms={IO_MS}"
-    concurrent, bound_rps = bound(opts.connections, entry["capacity"])
+def measure(opts: Options, wrk: str, target: Target) -> VariantRate:
+    url = f"{opts.url}{target.prefix}/io?ms={IO_MS}"
+    concurrent, bound_rps = bound(opts.connections, target.capacity)
     if opts.warmup_s:
         wrk_rate(wrk, url, opts.connections, opts.warmup_s)
         # The requests wrk left queued when it stopped are still served (a sync worker cannot
@@ -159,11 +155,11 @@ def measure(opts: Options, wrk: str, entry: dict) -> VariantRate:
         time.sleep(opts.connections / bound_rps + 0.5)
     rps, requests, errors = wrk_rate(wrk, url, opts.connections, opts.duration_s)
     return VariantRate(
-        name=entry["name"],
-        interface=entry["interface"],
-        server=entry["server"],
-        worker_class=entry["worker_class"],
-        capacity=entry["capacity"],
+        name=target.variant,
+        interface=target.interface,
+        server=target.server,
+        worker_class=target.worker_class,
+        capacity=target.capacity,
         concurrent=concurrent,
         bound_rps=bound_rps,
         measured_rps=rps,
