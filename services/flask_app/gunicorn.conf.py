@@ -8,7 +8,7 @@ a message that names the variable.
 
 from __future__ import annotations
 
-from flask_app.settings import INTERFACE, load_wsgi_settings
+from flask_app.settings import INTERFACE, REQUEST_TIMEOUT_S, load_wsgi_settings
 from gateway_common import variants
 from gateway_common.limits import GRACEFUL_SHUTDOWN_S
 from gateway_common.logging import log_config_dict
@@ -31,10 +31,8 @@ worker_connections = variants.GEVENT_WORKER_CONNECTIONS
 # Only gthread keeps connections alive; sync workers close after each response.
 keepalive = _settings.keepalive_s
 # A sync worker that does not answer the arbiter for `timeout` seconds is killed, and a
-# sync worker serving a request does not answer. The longest request the contract
-# allows is a 60 s stream (events x interval_ms <= 60000), so 30 s would kill valid
-# streams: the timeout covers that plus a margin.
-timeout = 90
+# sync worker serving a request does not answer: the timeout is the longest request's bound.
+timeout = REQUEST_TIMEOUT_S
 graceful_timeout = GRACEFUL_SHUTDOWN_S
 
 loglevel = _settings.log_level
