@@ -1,0 +1,111 @@
+"""Granian settings and launcher of the flask-granian variant: `python -m flask_app.granian_serve`.
+
+Granian has no config file: every setting lives here (like gunicorn.conf.py), values from the
+checked WsgiSettings. Granian's main process is this Python process: it prepares the metrics
+directory, sets the server gauges and serves the aggregated metrics from a daemon thread, then
+Granian binds the socket and forks the workers (multiprocessing's `fork` on Linux), which import
+the app themselves (`create_app`, a factory) and write their own per-pid metrics files.
+
+How Granian's WSGI mode behaves, and what the settings below make of it:
+
+- **Threads.** Each worker runs Rust's HTTP server on its own (runtime) thread and calls the app
+  on a pool of `blocking_threads` Python threads: workers x blocking_threads requests run at once.
+- **Backpressure** is per worker and counts *connections*, not requests: past it the worker stops
+  accepting (they wait in the listen backlog), and an idle keep-alive connection holds its slot.
+  nginx keeps up to 16 idle connections per nginx worker, so a bound near the thread count would
+  starve it; it is the worker's descriptor budget instead (as Uvicorn's limit), and requests over
+  the threads wait inside the worker for a free one.
+- **Proxy headers.** Granian passes `X-Forwarded-*` through as `HTTP_*` and sets REMOTE_ADDR to
+  the peer (nginx); Flask's ProxyFix reads them, as on every Flask variant. Granian also copies
+  its own process environment into every request's WSGI environ: nothing secret belongs there.
+- **Streaming.** A response iterator is drained on a blocking thread, each chunk sent as it is
+  yielded: SSE events arrive one by one.
+- **Stop.** SIGTERM/SIGINT to the main process: workers are told to stop, finish their requests
+  (each connection is shut down gracefully) and exit; one still running after
+  GRACEFUL_SHUTDOWN_S is killed. SIGHUP respawns the workers one at a time.
+- **Crashes.** A worker that dies is respawned (Granian's default is to shut everything down).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import sys
+
+from granian import Granian
+from granian.constants import HTTPModes, Interfaces
+from granian.http import HTTP1Settings
+from granian.log import LogLevels
+
+from flask_app.settings import INTERFACE, WsgiSettings, load_server_settings
+from gateway_common.limits import GRACEFUL_SHUTDOWN_S, LISTEN_BACKLOG, connection_limit
+from gateway_common.logging import log_config_dict
+from gateway_common.settings import ConfigError
+
+SERVER = "granian"
+APP_FACTORY = "flask_app.app:create_app"
+
+logger = logging.getLogger("flask_app.granian_serve")
+
+
+def granian_server(settings: WsgiSettings) -> Granian:
+    """Granian with every setting of the variant (nothing is left to Granian's defaults)."""
+    return Granian(
+        APP_FACTORY,
+        factory=True,
+        interface=Interfaces.WSGI,
+        address=settings.bind.host,
+        port=settings.bind.port,
+        workers=settings.workers,
+        blocking_threads=settings.threads,
+        # One Rust I/O thread per worker: Python code runs on the blocking threads only.
+        runtime_threads=1,
+        # nginx speaks HTTP/1.1 to the services; no WebSockets on WSGI.
+        http=HTTPModes.http1,
+        websockets=False,
+        http1_settings=HTTP1Settings(
+            # Also ends an idle keep-alive connection (the timer runs while a connection waits
+            # for its next request): it must outlast nginx's upstream keepalive_timeout (60 s).
+            header_read_timeout=settings.keepalive_s * 1000,
+            keep_alive=True,
+        ),
+        backlog=LISTEN_BACKLOG,
+        backpressure=connection_limit(),
+        respawn_failed_workers=True,
+        workers_kill_timeout=GRACEFUL_SHUTDOWN_S,
+        log_enabled=True,
+        log_level=LogLevels(settings.log_level),
+        log_dictconfig=log_config_dict(settings.service, settings.log_level),
+        log_access=False,  # the app logs every request as JSON, with its request id
+    )
+
+
+def main() -> int:
+    try:
+        settings = load_server_settings(SERVER)
+        # Imported here so a missing PROMETHEUS_MULTIPROC_DIR is reported like the others.
+        from gateway_common import metrics
+    except ConfigError as exc:
+        print(f"flask_app.granian_serve: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    server = granian_server(settings)  # configures logging (JSON) in this process too
+    metrics.prepare_multiproc_dir()
+    metrics.set_server_gauges(settings.service, INTERFACE, settings.workers, settings.capacity)
+    metrics.serve_metrics(settings.metrics_bind)
+    logger.info(
+        "starting granian",
+        extra={
+            "fields": {
+                "bind": str(settings.bind),
+                "workers": settings.workers,
+                "blocking_threads": settings.threads,
+            }
+        },
+    )
+    server.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
