@@ -16,6 +16,7 @@ Counters and histograms of dead workers stay (their counts happened).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -236,14 +237,31 @@ def sweep_dead_processes(path: Path) -> list[int]:
     return dead
 
 
+def sample_files(path: Path) -> list[str]:
+    """The directory's sample files, without one a process is creating at this moment.
+
+    prometheus_client creates a file empty and then sizes it; read in between, it fails the
+    whole scrape (struct.error), and a new worker's first request or a respawned worker makes
+    one. An empty file holds no samples yet. A file removed meanwhile (a dead worker's live
+    gauges) is left out too.
+    """
+    found = []
+    for file in path.glob("*.db"):
+        with contextlib.suppress(FileNotFoundError):
+            if file.stat().st_size > 0:
+                found.append(str(file))
+    return found
+
+
 class SweepingMultiProcessCollector(MultiProcessCollector):
     """MultiProcessCollector that first marks dead workers (Uvicorn has no child_exit hook)."""
 
     def collect(self) -> Iterable[Any]:
-        dead = sweep_dead_processes(Path(self._path))
+        path = Path(self._path)
+        dead = sweep_dead_processes(path)
         if dead:
             logger.info("marked dead worker pids in metrics", extra={"fields": {"pids": dead}})
-        return super().collect()
+        return self.merge(sample_files(path), accumulate=True)
 
 
 def aggregate_registry() -> CollectorRegistry:

@@ -156,6 +156,20 @@ def test_sweep_marks_killed_workers_and_keeps_their_counts(tmp_path: Path) -> No
                 child.stdout.close()
 
 
+def test_a_sample_file_being_created_does_not_fail_the_scrape(tmp_path: Path) -> None:
+    """A worker's new file is empty for a moment before prometheus_client sizes it."""
+    worker = _in_progress_child(tmp_path, hold=False)
+    worker.wait()
+    (tmp_path / "counter_4194301.db").write_bytes(b"")  # another worker, creating its file
+    registry = CollectorRegistry()
+    metrics.SweepingMultiProcessCollector(registry, path=str(tmp_path))
+    counter = {"service": "fastapi", "interface": "asgi", "method": "GET", "route": "/io"}
+    assert registry.get_sample_value("http_requests_total", {**counter, "status": "200"}) == 1
+    for child_pipe in (worker.stdin, worker.stdout):
+        if child_pipe:
+            child_pipe.close()
+
+
 def test_prepare_multiproc_dir_wipes_samples(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
