@@ -20,9 +20,15 @@ How Granian's WSGI mode behaves, and what the settings below make of it:
   its own process environment into every request's WSGI environ: nothing secret belongs there.
 - **Streaming.** A response iterator is drained on a blocking thread, each chunk sent as it is
   yielded: SSE events arrive one by one.
+- **Listeners.** On Linux each worker opens a listening socket of its own (SO_REUSEPORT) once it
+  has imported the app; the main process only reserves the port. Unlike Gunicorn's or uWSGI's
+  one shared socket, connections queued on a worker that dies are reset (unless the host sets
+  net.ipv4.tcp_migrate_req=1), and while no worker listens yet they are refused; nginx then
+  tries the next upstream entry or answers 502.
 - **Stop.** SIGTERM/SIGINT to the main process: workers are told to stop, finish their requests
   (each connection is shut down gracefully) and exit; one still running after
-  GRACEFUL_SHUTDOWN_S is killed. SIGHUP respawns the workers one at a time.
+  GRACEFUL_SHUTDOWN_S is killed. SIGHUP respawns the workers one at a time. A worker still
+  importing the app stops once it has it (flask_app.worker_signals).
 - **Crashes.** A worker that dies is respawned (Granian's default is to shut everything down).
 """
 
@@ -43,7 +49,7 @@ from gateway_common.logging import log_config_dict
 from gateway_common.settings import ConfigError
 
 SERVER = "granian"
-APP_FACTORY = "flask_app.app:create_app"
+APP_FACTORY = "flask_app.granian_app:create_app"
 
 logger = logging.getLogger("flask_app.granian_serve")
 

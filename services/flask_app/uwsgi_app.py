@@ -5,16 +5,24 @@ Imported after the fork (lazy-apps): JSON logging for this worker, then the app.
 
 from __future__ import annotations
 
-import json
-import logging.config
-from collections.abc import Callable, Iterable
-from typing import Any
+import signal
 
-from flask_app.app import create_app
-from flask_app.settings import load_wsgi_settings
-from gateway_common.errors import error_body
-from gateway_common.logging import log_config_dict
-from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id
+from flask_app.worker_signals import StopGuard
+
+# Before the slow imports below. SIGHUP: the master's graceful stop; SIGINT/SIGTERM: its
+# fast one (or anything else stopping the worker).
+_stop_guard = StopGuard(signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+
+import json  # noqa: E402  (the handlers above come first)
+import logging.config  # noqa: E402
+from collections.abc import Callable, Iterable  # noqa: E402
+from typing import Any  # noqa: E402
+
+from flask_app.app import create_app  # noqa: E402
+from flask_app.settings import load_wsgi_settings  # noqa: E402
+from gateway_common.errors import error_body  # noqa: E402
+from gateway_common.logging import log_config_dict  # noqa: E402
+from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id  # noqa: E402
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -49,3 +57,4 @@ _settings = load_wsgi_settings()
 logging.config.dictConfig(log_config_dict(_settings.service, _settings.log_level))
 
 application = reject_malformed(create_app(_settings))
+_stop_guard.imported()

@@ -60,6 +60,8 @@ FIFO_GRACEFUL_STOP = b"q"
 FIFO_CHAIN_RELOAD = b"c"
 # How often the launcher looks at its child and its pending signals.
 POLL_S = 0.2
+# During a stop, how often the workers still running are told again (Supervisor._stopping).
+RESTOP_S = 1.0
 # Linux caps a listen queue at net.core.somaxconn; uWSGI refuses to start above it.
 SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
 _PR_SET_PDEATHSIG = 1
@@ -159,6 +161,15 @@ def send_fifo(fifo: Path, command: bytes) -> bool:
     return True
 
 
+@dataclass
+class _Stop:
+    """A stop in progress."""
+
+    deadline: float  # killed then, if still running
+    sent: bool = False  # the master has the `q`
+    resend_at: float = 0.0
+
+
 class Supervisor:
     """Runs one uWSGI child until it exits; stop and reload signals become FIFO commands."""
 
@@ -166,7 +177,7 @@ class Supervisor:
         self.fifo = fifo
         self.stop_requested = False
         self.reload_requested = False
-        self._stop_deadline: float | None = None
+        self.killed = False  # the stop was not graceful
 
     def install_signal_handlers(self) -> None:
         """Before the child starts: a signal that comes early is kept, not lost."""
@@ -182,40 +193,68 @@ class Supervisor:
 
     def run(self, child: subprocess.Popen[bytes]) -> int:
         """Wait for the child; return the launcher's exit status."""
+        stop: _Stop | None = None
         while True:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 return self._exited(child, child.wait(timeout=POLL_S))
-            if self.stop_requested and self._stop_deadline is None:
-                self._begin_stop(child)
-            elif self.reload_requested and self._stop_deadline is None:
+            now = time.monotonic()
+            if self.stop_requested:
+                stop = stop or _Stop(deadline=now + GRACEFUL_SHUTDOWN_S)
+                self._stopping(child, stop, now)
+            elif self.reload_requested:
                 self.reload_requested = False
                 sent = send_fifo(self.fifo, FIFO_CHAIN_RELOAD)
                 logger.info("chain reload requested", extra={"fields": {"sent": sent}})
-            if self._stop_deadline is not None and time.monotonic() > self._stop_deadline:
-                logger.warning(
-                    "uwsgi still running after the graceful timeout; killing it",
-                    extra={"fields": {"graceful_shutdown_s": GRACEFUL_SHUTDOWN_S}},
-                )
-                kill(child)
-                self._stop_deadline = float("inf")  # killed once; now wait for the exit
 
-    def _begin_stop(self, child: subprocess.Popen[bytes]) -> None:
-        self._stop_deadline = time.monotonic() + GRACEFUL_SHUTDOWN_S
-        if send_fifo(self.fifo, FIFO_GRACEFUL_STOP):
-            logger.info("graceful stop requested", extra={"fields": {"uwsgi_pid": child.pid}})
-        else:
-            # The master is not reading its FIFO yet (still starting): nothing is in flight.
-            logger.info("uwsgi not ready for a graceful stop; stopping it now")
+    def _stopping(self, child: subprocess.Popen[bytes], stop: _Stop, now: float) -> None:
+        """One step of a graceful stop.
+
+        The `q` is written once the master reads its FIFO (it creates it while starting).
+        The master then SIGHUPs its workers and waits for each in turn, reading nothing else;
+        a worker that missed its SIGHUP (one still starting) would keep it waiting until the
+        deadline, so the launcher repeats the SIGHUP to the workers still running. A worker
+        already stopping takes it as the same request again.
+        """
+        if not stop.sent:
+            stop.sent = send_fifo(self.fifo, FIFO_GRACEFUL_STOP)
+            stop.resend_at = now + RESTOP_S
+            if stop.sent:
+                logger.info("graceful stop requested", extra={"fields": {"uwsgi_pid": child.pid}})
+        elif now >= stop.resend_at and not self.killed:
+            for pid in child_pids(child.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGHUP)
+            stop.resend_at = now + RESTOP_S
+        if now > stop.deadline and not self.killed:
+            logger.warning(
+                "uwsgi still running after the graceful timeout; killing it",
+                extra={"fields": {"graceful_shutdown_s": GRACEFUL_SHUTDOWN_S}},
+            )
             kill(child)
+            self.killed = True
 
     def _exited(self, child: subprocess.Popen[bytes], code: int) -> int:
         kill(child)  # the master is gone: none of its workers may outlive it
-        fields = {"returncode": code}
-        if self.stop_requested:
+        fields = {"returncode": code, "killed": self.killed}
+        if not self.stop_requested:
+            logger.error("uwsgi exited on its own", extra={"fields": fields})
+            return code if code > 0 else 1
+        if code == 0:
             logger.info("uwsgi stopped", extra={"fields": fields})
             return 0
-        logger.error("uwsgi exited on its own", extra={"fields": fields})
-        return code if code > 0 else 1
+        logger.warning("uwsgi did not stop gracefully", extra={"fields": fields})
+        return 1
+
+
+def child_pids(pid: int) -> list[int]:
+    """Live children of `pid` (Linux /proc; none elsewhere)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+            if int(parent) == pid and state != "Z":
+                found.append(int(stat.parent.name))
+    return found
 
 
 def kill(child: subprocess.Popen[bytes]) -> None:
