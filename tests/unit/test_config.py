@@ -17,7 +17,7 @@ from fastapi_app.app import create_app as create_fastapi_app
 from fastapi_app.proxied import create_app as create_proxied_fastapi_app
 from fastapi_app.settings import load_asgi_settings
 from flask_app.app import create_app as create_flask_app
-from flask_app.settings import load_wsgi_settings
+from flask_app.settings import load_server_settings, load_wsgi_settings, worker_classes
 from gateway_common.settings import Bind, ConfigError, parse_bind
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +58,29 @@ def test_sync_with_threads_is_gthread() -> None:
 def test_wsgi_errors_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         load_wsgi_settings({**BROKER, name: value})
+
+
+def test_worker_classes_are_the_registrys_per_server() -> None:
+    assert worker_classes("gunicorn") == ("sync", "gthread", "gevent")
+    assert worker_classes("uwsgi") == ("prefork+threads",)
+    assert worker_classes("granian") == ("blocking-threads",)
+    uwsgi = load_wsgi_settings({**BROKER, "GATEWAY_VARIANT": "flask-uwsgi", "WSGI_THREADS": "4"})
+    assert (uwsgi.server, uwsgi.worker_class, uwsgi.capacity) == ("uwsgi", "prefork+threads", 8)
+    with pytest.raises(ConfigError, match="WSGI_WORKER_CLASS must be one of prefork\\+threads"):
+        load_wsgi_settings(
+            {**BROKER, "GATEWAY_VARIANT": "flask-uwsgi", "WSGI_WORKER_CLASS": "gthread"}
+        )
+    with pytest.raises(ConfigError, match="names 'fastapi', a fastapi variant"):
+        load_wsgi_settings({**BROKER, "GATEWAY_VARIANT": "fastapi"})
+
+
+def test_a_launcher_serves_only_its_servers_variants() -> None:
+    assert load_server_settings("granian", BROKER).service == "flask-granian"
+    assert load_server_settings("uwsgi", {**BROKER, "GATEWAY_VARIANT": ""}).service == "flask-uwsgi"
+    with pytest.raises(ConfigError, match="names 'flask-granian', which runs on granian"):
+        load_server_settings("uwsgi", {**BROKER, "GATEWAY_VARIANT": "flask-granian"})
+    with pytest.raises(ConfigError, match="no Flask variant runs on 'uvicorn'"):
+        load_server_settings("uvicorn", BROKER)
 
 
 def test_asgi_defaults_and_errors() -> None:
