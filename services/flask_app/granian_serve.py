@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import signal
 import sys
+from functools import partial
 
 from granian import Granian
 from granian.constants import HTTPModes, Interfaces
@@ -44,6 +46,7 @@ from granian.http import HTTP1Settings
 from granian.log import LogLevels
 
 from flask_app.settings import INTERFACE, WsgiSettings, load_server_settings
+from flask_app.worker_signals import keep_stops_in_children
 from gateway_common.limits import GRACEFUL_SHUTDOWN_S, LISTEN_BACKLOG, connection_limit
 from gateway_common.logging import log_config_dict
 from gateway_common.settings import ConfigError
@@ -109,6 +112,8 @@ def main() -> int:
             }
         },
     )
+    # Runs after Granian set the main process's handlers, before it forks the workers.
+    server.on_startup(partial(keep_stops_in_children, signal.SIGINT, signal.SIGTERM))
     server.serve()
     return 0
 
