@@ -111,11 +111,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         return docker.status(settings)
     print(f"native stack, profile {settings.profile} ({settings.state_dir}):")
     rows = native.status(settings)
-    print(f"  {'component':<15} {'pid':>7}  {'state':<8} {'health':<8} url")
+    print(f"  {'component':<17} {'pid':>7}  {'state':<8} {'health':<8} url")
     for row in rows:
         state = "running" if row.running else "stopped"
         health = "ok" if row.healthy else ("failing" if row.running else "-")
-        print(f"  {row.name:<15} {row.pid or '-':>7}  {state:<8} {health:<8} {row.url}")
+        print(f"  {row.name:<17} {row.pid or '-':>7}  {state:<8} {health:<8} {row.url}")
     return 0 if all(row.healthy for row in rows) else 3
 
 

@@ -492,11 +492,11 @@ def up(settings: Settings, say: Printer = print) -> None:
     try:
         for component in stack:
             if component not in missing:
-                say(f"  {component.name:<15} already running")
+                say(f"  {component.name:<17} already running")
                 continue
             pid = _start(settings, component)
             started.add(component.name)
-            say(f"  {component.name:<15} started (pid {pid})")
+            say(f"  {component.name:<17} started (pid {pid})")
         _wait_healthy(stack, settings, say)
     except BaseException:
         # KeyboardInterrupt too: a half-started stack is never left behind.
@@ -551,7 +551,7 @@ def _wait_healthy(stack: list[Component], settings: Settings, say: Printer) -> N
                     f"{name} exited during start-up. Last lines of {log}:\n{_tail(log, 15)}"
                 )
             if _healthy(component.health_url):
-                say(f"  {name:<15} healthy  {component.health_url}")
+                say(f"  {name:<17} healthy  {component.health_url}")
                 del pending[name]
         if not pending:
             return
@@ -611,9 +611,9 @@ def _stop_one(settings: Settings, name: str, say: Printer) -> None:
         killed = processes.stop_group(
             record, grace_s=STOP_GRACE_S, stop_signal=STOP_SIGNALS.get(name, signal.SIGTERM)
         )
-        say(f"  {name:<15} stopped" + (" (killed after grace period)" if killed else ""))
+        say(f"  {name:<17} stopped" + (" (killed after grace period)" if killed else ""))
     else:
-        say(f"  {name:<15} was not running")
+        say(f"  {name:<17} was not running")
     pid_path.unlink(missing_ok=True)
 
 
@@ -696,7 +696,7 @@ def reload(settings: Settings, say: Printer = print) -> None:
         assert record is not None
         old_workers[name] = workers(record.pid)
         processes.signal_process(record, signal.SIGHUP)
-        say(f"  {name:<15} SIGHUP sent (pid {record.pid})")
+        say(f"  {name:<17} SIGHUP sent (pid {record.pid})")
     _wait_workers_replaced(settings, stack, old_workers, say)
     _wait_healthy(list(stack.values()), settings, say)
 
@@ -721,7 +721,7 @@ def _wait_workers_replaced(
         while True:
             current = workers(record.pid)
             if current and not current & old and len(current) >= len(old):
-                say(f"  {name:<15} workers replaced: {sorted(old)} -> {sorted(current)}")
+                say(f"  {name:<17} workers replaced: {sorted(old)} -> {sorted(current)}")
                 break
             if time.monotonic() > deadline:
                 raise NativeStackError(
