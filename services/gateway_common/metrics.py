@@ -16,11 +16,16 @@ Counters and histograms of dead workers stay (their counts happened).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
+import math
 import os
 import re
+import struct
+import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
@@ -117,38 +122,104 @@ def method_label(method: str) -> str:
     return upper if upper in _KNOWN_METHODS else "OTHER"
 
 
-class RequestSeries:
-    """The request metrics' children for one (service, interface, method, route), bound once.
+# A sample in a multiprocess file: its value and a timestamp (0 for counters, histograms and
+# summed gauges), two native doubles at the offset the file's index gives for the sample's key.
+_SAMPLE = struct.Struct("dd")
+# Serialises the read-modify-write of request samples between a worker's threads (gthread).
+_write_lock = threading.Lock()
 
-    `labels()` validates and looks up its label values under a lock on every call; the hot path
-    instead holds the bound children (the status counter's per status), so a request costs the
-    five sample writes it needs and nothing else.
+
+class _Sample:
+    """One sample of this process's multiprocess file, written in place.
+
+    prometheus_client's value class takes a lock, checks the pid and goes through four calls
+    per write, and a request writes five samples. This writes the same 16 bytes at the same
+    offset of the same file, so MultiProcessCollector reads them unchanged; the file is mapped
+    shared, so a killed worker's counts stay. The request samples are written only through
+    here: the library's value object is read once, at binding, and not kept current.
+    Callers hold `_write_lock`.
     """
 
-    __slots__ = ("_labels", "_in_progress", "_duration", "_by_status")
+    __slots__ = ("_file", "_offset", "_value")
+
+    def __init__(self, value: Any) -> None:
+        self._value: float = value.get()  # the library's pid check: this process's own file
+        self._file = value._file
+        self._offset: int = value._file._positions[value._key]
+
+    def add(self, amount: float) -> None:
+        self._value += amount
+        offset = self._offset
+        # Slice assignment, as the library does: pack_into would briefly write zeros.
+        self._file._m[offset : offset + 16] = _SAMPLE.pack(self._value, 0.0)
+
+
+@dataclass(slots=True)
+class _BoundSeries:
+    """A request series' samples in this process's files."""
+
+    in_progress: _Sample
+    duration_sum: _Sample
+    duration_buckets: tuple[_Sample, ...]  # non-cumulative, as the library stores them
+    by_status: dict[int, _Sample]
+
+
+class RequestSeries:
+    """The request metrics for one (service, interface, method, route), bound once per process.
+
+    `labels()` validates and looks up its label values under a lock on every call; the hot path
+    instead holds the bound samples (the status counter's per status), so a request costs the
+    five sample writes it needs and nothing else. Binding happens at the first request; a
+    forked child drops its parent's binding (`os.register_at_fork` below) and binds to its own
+    files at its first request, as the library's pid check would have it.
+    """
+
+    __slots__ = ("_labels", "_bounds", "_bound")
 
     def __init__(self, service: str, interface: str, method: str, route: str) -> None:
         self._labels = (service, interface, method, route)
-        self._in_progress = http_requests_in_progress.labels(*self._labels)
-        self._duration = http_request_duration_seconds.labels(*self._labels)
-        self._by_status: dict[int, Any] = {}
+        # Upper bounds, +Inf last: the bucket of a duration is the first bound >= it.
+        self._bounds = (*_DURATION_BUCKETS, math.inf)
+        self._bound: _BoundSeries | None = None
+
+    @property
+    def route(self) -> str:
+        return self._labels[3]
+
+    def _bind(self) -> _BoundSeries:
+        histogram = http_request_duration_seconds.labels(*self._labels)
+        self._bound = _BoundSeries(
+            in_progress=_Sample(http_requests_in_progress.labels(*self._labels)._value),
+            duration_sum=_Sample(histogram._sum),
+            duration_buckets=tuple(_Sample(bucket) for bucket in histogram._buckets),
+            by_status={},
+        )
+        return self._bound
+
+    def unbind(self) -> None:
+        self._bound = None
 
     def started(self) -> None:
-        self._in_progress.inc()
+        bound = self._bound or self._bind()
+        with _write_lock:
+            bound.in_progress.add(1.0)
 
     def finished(self, status: int, duration_s: float) -> None:
-        self._in_progress.dec()
-        counter = self._by_status.get(status)
+        bound = self._bound or self._bind()
+        counter = bound.by_status.get(status)
         if counter is None:
-            counter = self._by_status[status] = http_requests_total.labels(
-                *self._labels, str(status)
-            )
-        counter.inc()
-        self._duration.observe(duration_s)
+            child = http_requests_total.labels(*self._labels, str(status))
+            counter = bound.by_status[status] = _Sample(child._value)
+        bucket = bound.duration_buckets[bisect.bisect_left(self._bounds, duration_s)]
+        with _write_lock:
+            bound.in_progress.add(-1.0)
+            counter.add(1.0)
+            bound.duration_sum.add(duration_s)
+            bucket.add(1.0)
 
 
 # Bounded: keyed by the method's label (unknown methods share one), and routes are the
-# app's templates or UNMATCHED_ROUTE.
+# app's templates or UNMATCHED_ROUTE. Every RequestSeries is made here, so every one is here.
 _request_series: dict[tuple[str, str, str, str], RequestSeries] = {}
 
 
@@ -158,6 +229,17 @@ def request_series(service: str, interface: str, method: str, route: str) -> Req
     if series is None:
         series = _request_series[key] = RequestSeries(*key)
     return series
+
+
+def _after_fork_in_child() -> None:
+    """A forked child writes its own files: drop the bindings to the parent's."""
+    global _write_lock
+    _write_lock = threading.Lock()  # another thread of the parent may have held it
+    for series in _request_series.values():
+        series.unbind()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def request_started(service: str, interface: str, method: str, route: str) -> RequestSeries:
