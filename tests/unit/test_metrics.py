@@ -69,6 +69,33 @@ def test_streamed_response_is_counted_when_finished(client: ServiceClient) -> No
     assert sample("http_requests_in_progress", route) == 0
 
 
+def test_head_is_counted_on_the_get_route(client: ServiceClient) -> None:
+    counter = labels(client, method="HEAD", route="/hello", status="200")
+    before = sample("http_requests_total", counter)
+    assert client.request("HEAD", "/hello").status == 200
+    assert sample("http_requests_total", counter) == before + 1
+
+
+def test_flask_error_handling_that_fails_is_counted_as_500(
+    flask_client: ServiceClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the contract's 500 cannot be built either, the server answers 500 itself: still
+    one request, counted once."""
+
+    def explode(*_args: object) -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("gateway_common.workload.cpu_work", explode)
+    monkeypatch.setattr("flask_app.app.internal_error", explode)
+    counter = labels(flask_client, method="GET", route="/cpu", status="500")
+    before = sample("http_requests_total", counter)
+    with pytest.raises(RuntimeError, match="boom"):
+        flask_client.get("/cpu?n=5")
+    assert sample("http_requests_total", counter) == before + 1
+    route = labels(flask_client, method="GET", route="/cpu")
+    assert sample("http_requests_in_progress", route) == 0
+
+
 def test_unknown_methods_share_one_label(client: ServiceClient) -> None:
     other = labels(client, method="OTHER", route="<unmatched>", status="405")
     before = sample("http_requests_total", other)
