@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import re
-import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -122,46 +121,49 @@ def method_label(method: str) -> str:
     return upper if upper in _KNOWN_METHODS else "OTHER"
 
 
-# A sample in a multiprocess file: its value and a timestamp (0 for counters, histograms and
-# summed gauges), two native doubles at the offset the file's index gives for the sample's key.
-_SAMPLE = struct.Struct("dd")
 # Serialises the read-modify-write of request samples between a worker's threads (gthread).
 _write_lock = threading.Lock()
+# This process's multiprocess files, each mapping seen as an array of doubles: in the
+# library's format a sample is its value and a timestamp, two native doubles at an 8-byte
+# aligned offset that the file's index gives per key. One view per mapping: when the library
+# grows a file it maps it anew, and the old mapping (kept by its view) still maps the file.
+_views: dict[int, memoryview] = {}
 
 
-class _Sample:
-    """One sample of this process's multiprocess file, written in place.
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """Where one sample's value lives in this process's files, written in place.
 
-    prometheus_client's value class takes a lock, checks the pid and goes through four calls
-    per write, and a request writes five samples. This writes the same 16 bytes at the same
-    offset of the same file, so MultiProcessCollector reads them unchanged; the file is mapped
-    shared, so a killed worker's counts stay. The request samples are written only through
-    here: the library's value object is read once, at binding, and not kept current.
-    Callers hold `_write_lock`.
+    prometheus_client's value class takes a lock, checks the pid, goes through four calls and
+    packs 16 bytes per write, and a request writes five samples. Here a write is one double
+    stored at the sample's offset in the same file, so MultiProcessCollector reads it
+    unchanged; the file is mapped shared, so a killed worker's counts stay. The value is read
+    from the file, so the request samples are written only through here (the library's value
+    objects of these samples are not kept current).
     """
 
-    __slots__ = ("_file", "_offset", "_value")
+    view: memoryview
+    index: int
 
-    def __init__(self, value: Any) -> None:
-        self._value: float = value.get()  # the library's pid check: this process's own file
-        self._file = value._file
-        self._offset: int = value._file._positions[value._key]
-
-    def add(self, amount: float) -> None:
-        self._value += amount
-        offset = self._offset
-        # Slice assignment, as the library does: pack_into would briefly write zeros.
-        self._file._m[offset : offset + 16] = _SAMPLE.pack(self._value, 0.0)
+    @classmethod
+    def of(cls, value: Any) -> _Slot:
+        """The slot of a library value object (a child's `_value`, a histogram's `_sum`)."""
+        value.get()  # the library's pid check: after a fork, this opens the process's own file
+        mapping = value._file._m
+        view = _views.get(id(mapping))
+        if view is None:
+            view = _views[id(mapping)] = memoryview(mapping).cast("d")
+        return cls(view, value._file._positions[value._key] // 8)
 
 
 @dataclass(slots=True)
 class _BoundSeries:
     """A request series' samples in this process's files."""
 
-    in_progress: _Sample
-    duration_sum: _Sample
-    duration_buckets: tuple[_Sample, ...]  # non-cumulative, as the library stores them
-    by_status: dict[int, _Sample]
+    in_progress: _Slot
+    duration_sum: _Slot
+    duration_buckets: tuple[_Slot, ...]  # non-cumulative, as the library stores them
+    by_status: dict[int, _Slot]
 
 
 class RequestSeries:
@@ -189,9 +191,9 @@ class RequestSeries:
     def _bind(self) -> _BoundSeries:
         histogram = http_request_duration_seconds.labels(*self._labels)
         self._bound = _BoundSeries(
-            in_progress=_Sample(http_requests_in_progress.labels(*self._labels)._value),
-            duration_sum=_Sample(histogram._sum),
-            duration_buckets=tuple(_Sample(bucket) for bucket in histogram._buckets),
+            in_progress=_Slot.of(http_requests_in_progress.labels(*self._labels)._value),
+            duration_sum=_Slot.of(histogram._sum),
+            duration_buckets=tuple(_Slot.of(bucket) for bucket in histogram._buckets),
             by_status={},
         )
         return self._bound
@@ -199,23 +201,36 @@ class RequestSeries:
     def unbind(self) -> None:
         self._bound = None
 
-    def started(self) -> None:
-        bound = self._bound or self._bind()
-        with _write_lock:
-            bound.in_progress.add(1.0)
+    # `threaded`: whether other threads of this process may write request samples at the same
+    # time (a threaded WSGI worker); an event loop's requests are written from its one thread,
+    # and the lock would cost more than the writes.
 
-    def finished(self, status: int, duration_s: float) -> None:
+    def started(self, *, threaded: bool = True) -> None:
+        in_progress = (self._bound or self._bind()).in_progress
+        if threaded:
+            with _write_lock:
+                in_progress.view[in_progress.index] += 1.0
+        else:
+            in_progress.view[in_progress.index] += 1.0
+
+    def finished(self, status: int, duration_s: float, *, threaded: bool = True) -> None:
         bound = self._bound or self._bind()
         counter = bound.by_status.get(status)
         if counter is None:
             child = http_requests_total.labels(*self._labels, str(status))
-            counter = bound.by_status[status] = _Sample(child._value)
+            counter = bound.by_status[status] = _Slot.of(child._value)
+        in_progress, total = bound.in_progress, bound.duration_sum
         bucket = bound.duration_buckets[bisect.bisect_left(self._bounds, duration_s)]
-        with _write_lock:
-            bound.in_progress.add(-1.0)
-            counter.add(1.0)
-            bound.duration_sum.add(duration_s)
-            bucket.add(1.0)
+        if threaded:
+            _write_lock.acquire()
+        try:
+            in_progress.view[in_progress.index] -= 1.0
+            counter.view[counter.index] += 1.0
+            total.view[total.index] += duration_s
+            bucket.view[bucket.index] += 1.0
+        finally:
+            if threaded:
+                _write_lock.release()
 
 
 # Bounded: keyed by the method's label (unknown methods share one), and routes are the
@@ -232,11 +247,15 @@ def request_series(service: str, interface: str, method: str, route: str) -> Req
 
 
 def _after_fork_in_child() -> None:
-    """A forked child writes its own files: drop the bindings to the parent's."""
+    """A forked child writes its own files: drop the bindings to the parent's, and release the
+    views before the library closes those mappings (it cannot close a mapping with a view)."""
     global _write_lock
     _write_lock = threading.Lock()  # another thread of the parent may have held it
     for series in _request_series.values():
         series.unbind()
+    for view in _views.values():
+        view.release()
+    _views.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

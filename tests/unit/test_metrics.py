@@ -144,9 +144,10 @@ def test_request_series_writes_what_the_library_would() -> None:
     durations = (0.005, 0.0051, 0.3, 60.0, 61.0)
     statuses = (200, 503, 200, 200, 503)
     series = metrics.request_series("unit-series", "wsgi", "GET", "/io")
-    for status, duration_s in zip(statuses, durations, strict=True):
-        series.started()
-        series.finished(status, duration_s)
+    for index, (status, duration_s) in enumerate(zip(statuses, durations, strict=True)):
+        threaded = index % 2 == 0  # with and without the lock
+        series.started(threaded=threaded)
+        series.finished(status, duration_s, threaded=threaded)
     series.started()  # one still in flight
     library = _series_labels("unit-library")
     for status, duration_s in zip(statuses, durations, strict=True):
