@@ -131,7 +131,8 @@ class ObservabilityMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        series.started()
+        # One event loop thread writes this process's request samples: no lock needed.
+        series.started(threaded=False)
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_request_id)
@@ -145,7 +146,7 @@ class ObservabilityMiddleware:
             await self._send_internal_error(send, request_id)
         finally:
             duration_s = time.perf_counter() - started
-            series.finished(status, duration_s)
+            series.finished(status, duration_s, threaded=False)
             if request_log_enabled(status, duration_s):
                 log_request(
                     service=self.service,

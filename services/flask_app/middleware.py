@@ -92,7 +92,9 @@ class ObservabilityMiddleware:
         request_id = resolve_request_id(environ.get(_REQUEST_ID_ENVIRON_KEY))
         method: str = environ.get("REQUEST_METHOD") or "GET"
         series = self._request_series(environ, method)
-        series.started()
+        # True in a threaded worker (gthread): then the sample writes take a lock.
+        threaded: bool = environ.get("wsgi.multithread", True)
+        series.started(threaded=threaded)
         started = time.perf_counter()
         status = 500  # when the app fails before answering, the server answers 500
 
@@ -107,7 +109,7 @@ class ObservabilityMiddleware:
 
         def finish() -> None:
             duration_s = time.perf_counter() - started
-            series.finished(status, duration_s)
+            series.finished(status, duration_s, threaded=threaded)
             if request_log_enabled(status, duration_s):
                 log_request(
                     service=self.service,
