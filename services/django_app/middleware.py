@@ -6,7 +6,7 @@ Django never wraps it in a thread or an event loop; it is the only one (django_s
 
 A response is finished (counted, timed, logged) when it is complete: a buffered one when the
 view has returned it, a streamed one when its last chunk has been produced or the stream was
-closed (a client that left), like Flask's `call_on_close` and FastAPI's middleware. It also
+closed (a client that left), like Flask's and FastAPI's middlewares. It also
 does what Flask does for every response and Django leaves to others: `Content-Length` on
 buffered bodies, and no body for HEAD.
 """

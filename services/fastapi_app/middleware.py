@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway_common import metrics
 from gateway_common.errors import internal_error
-from gateway_common.logging import log_request
+from gateway_common.logging import log_request, request_log_enabled
 from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,19 @@ class ObservabilityMiddleware:
         self.service = service
         self.interface = interface
         self._routes: dict[tuple[str, str, str, str], str] = {}
+        self._series: dict[tuple[str, str, str], metrics.RequestSeries] = {}
+
+    def _request_series(self, scope: Scope, method: str) -> metrics.RequestSeries:
+        """The HTTP request's metric series, remembered per (method, root path, path) once the
+        path matched: a known request costs one lookup. `scope` is the one the routes see."""
+        key = (method, scope.get("root_path", ""), scope["path"])
+        series = self._series.get(key)
+        if series is None:
+            route = route_template(scope)
+            series = metrics.request_series(self.service, self.interface, method, route)
+            if route != metrics.UNMATCHED_ROUTE and len(self._series) < ROUTE_CACHE_SIZE:
+                self._series[key] = series
+        return series
 
     def _route(self, scope: Scope, method: str) -> str:
         key = (scope["type"], method, scope.get("root_path", ""), scope["path"])
@@ -102,8 +115,7 @@ class ObservabilityMiddleware:
             # serves HEAD as GET without a body. Do the same here (a copy: the server's
             # scope must keep HEAD, so it also sends no body).
             scope = {**scope, "method": "GET"}
-        route = self._route(scope, scope["method"])
-        started = time.perf_counter()
+        series = self._request_series(scope, method)
         status = 500
         response_started = False
 
@@ -119,7 +131,9 @@ class ObservabilityMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        series = metrics.request_started(self.service, self.interface, method, route)
+        # One event loop thread writes this process's request samples: no lock needed.
+        series.started(threaded=False)
+        started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception:
@@ -132,16 +146,17 @@ class ObservabilityMiddleware:
             await self._send_internal_error(send, request_id)
         finally:
             duration_s = time.perf_counter() - started
-            series.finished(status, duration_s)
-            log_request(
-                service=self.service,
-                request_id=request_id,
-                method=method,
-                path=route_path(scope),
-                route=route,
-                status=status,
-                duration_s=duration_s,
-            )
+            series.finished(status, duration_s, threaded=False)
+            if request_log_enabled(status, duration_s):
+                log_request(
+                    service=self.service,
+                    request_id=request_id,
+                    method=method,
+                    path=route_path(scope),
+                    route=series.route,
+                    status=status,
+                    duration_s=duration_s,
+                )
 
     @staticmethod
     async def _send_internal_error(send: Send, request_id: str) -> None:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from flask_app.middleware import ObservabilityMiddleware
 from flask_app.settings import INTERFACE, WsgiSettings, load_wsgi_settings
-from gateway_common import long_poll, metrics, responses, validation, workload
+from gateway_common import long_poll, responses, validation, workload
 from gateway_common.errors import (
     ApiError,
     code_for_status,
@@ -25,8 +24,6 @@ from gateway_common.errors import (
     method_not_allowed_error,
     not_found_error,
 )
-from gateway_common.logging import log_request
-from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id
 
 
 def _identity(settings: WsgiSettings) -> responses.ServiceIdentity:
@@ -62,78 +59,14 @@ def create_app(settings: WsgiSettings | None = None) -> Flask:
     app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
         app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_prefix=count
     )
-    _register_observability(app, settings.service)
     _register_error_handlers(app)
     _register_routes(app, identity)
     _register_poll_routes(app, settings.redis_url)
+    # Outermost, so the request's duration covers everything the app does.
+    app.wsgi_app = ObservabilityMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, app.url_map, settings.service
+    )
     return app
-
-
-@dataclass(slots=True)
-class _Observation:
-    """What the request hooks need between start and finish, kept in `g` as one object."""
-
-    request_id: str
-    method: str
-    path: str
-    route: str
-    started: float
-    series: metrics.RequestSeries
-    service: str
-    finish_scheduled: bool = False
-
-    def finish(self, status: int) -> None:
-        duration_s = time.perf_counter() - self.started
-        self.series.finished(status, duration_s)
-        log_request(
-            service=self.service,
-            request_id=self.request_id,
-            method=self.method,
-            path=self.path,
-            route=self.route,
-            status=status,
-            duration_s=duration_s,
-        )
-
-
-def _register_observability(app: Flask, service: str) -> None:
-    """Request id, metrics and the JSON request log, via request hooks.
-
-    The request is finished in `call_on_close`, which the WSGI server calls after the
-    last body chunk: streamed responses are timed to their end, not to their headers.
-    """
-
-    @app.before_request
-    def start_request() -> None:
-        rule = request.url_rule  # Flask matched it already: no second lookup here
-        route = rule.rule if rule is not None else metrics.UNMATCHED_ROUTE
-        method = request.method
-        g.observation = _Observation(
-            request_id=resolve_request_id(request.headers.get(REQUEST_ID_HEADER)),
-            method=method,
-            path=request.path,
-            route=route,
-            started=time.perf_counter(),
-            series=metrics.request_started(service, INTERFACE, method, route),
-            service=service,
-        )
-
-    @app.after_request
-    def schedule_finish(response: Response) -> Response:
-        observation: _Observation | None = g.get("observation")
-        if observation is None:
-            return response
-        response.headers[REQUEST_ID_HEADER] = observation.request_id
-        response.call_on_close(partial(observation.finish, response.status_code))
-        observation.finish_scheduled = True
-        return response
-
-    @app.teardown_request
-    def finish_if_unscheduled(_exc: BaseException | None) -> None:
-        # after_request does not run when error handling itself failed: count it as a 500.
-        observation: _Observation | None = g.get("observation")
-        if observation is not None and not observation.finish_scheduled:
-            observation.finish(500)
 
 
 def _register_error_handlers(app: Flask) -> None:

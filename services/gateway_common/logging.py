@@ -56,6 +56,11 @@ def request_log_level(status: int, duration_s: float) -> int:
     return logging.DEBUG
 
 
+def request_log_enabled(status: int, duration_s: float) -> bool:
+    """Whether `log_request` writes this request's line: callers skip building it otherwise."""
+    return request_logger.isEnabledFor(request_log_level(status, duration_s))
+
+
 def log_request(
     *,
     service: str,

@@ -16,11 +16,15 @@ Counters and histograms of dead workers stay (their counts happened).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
+import math
 import os
 import re
+import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
@@ -117,38 +121,120 @@ def method_label(method: str) -> str:
     return upper if upper in _KNOWN_METHODS else "OTHER"
 
 
-class RequestSeries:
-    """The request metrics' children for one (service, interface, method, route), bound once.
+# Serialises the read-modify-write of request samples between a worker's threads (gthread).
+_write_lock = threading.Lock()
+# This process's multiprocess files, each mapping seen as an array of doubles: in the
+# library's format a sample is its value and a timestamp, two native doubles at an 8-byte
+# aligned offset that the file's index gives per key. One view per mapping: when the library
+# grows a file it maps it anew, and the old mapping (kept by its view) still maps the file.
+_views: dict[int, memoryview] = {}
 
-    `labels()` validates and looks up its label values under a lock on every call; the hot path
-    instead holds the bound children (the status counter's per status), so a request costs the
-    five sample writes it needs and nothing else.
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """Where one sample's value lives in this process's files, written in place.
+
+    prometheus_client's value class takes a lock, checks the pid, goes through four calls and
+    packs 16 bytes per write, and a request writes five samples. Here a write is one double
+    stored at the sample's offset in the same file, so MultiProcessCollector reads it
+    unchanged; the file is mapped shared, so a killed worker's counts stay. The value is read
+    from the file, so the request samples are written only through here (the library's value
+    objects of these samples are not kept current).
     """
 
-    __slots__ = ("_labels", "_in_progress", "_duration", "_by_status")
+    view: memoryview
+    index: int
+
+    @classmethod
+    def of(cls, value: Any) -> _Slot:
+        """The slot of a library value object (a child's `_value`, a histogram's `_sum`)."""
+        value.get()  # the library's pid check: after a fork, this opens the process's own file
+        mapping = value._file._m
+        view = _views.get(id(mapping))
+        if view is None:
+            view = _views[id(mapping)] = memoryview(mapping).cast("d")
+        return cls(view, value._file._positions[value._key] // 8)
+
+
+@dataclass(slots=True)
+class _BoundSeries:
+    """A request series' samples in this process's files."""
+
+    in_progress: _Slot
+    duration_sum: _Slot
+    duration_buckets: tuple[_Slot, ...]  # non-cumulative, as the library stores them
+    by_status: dict[int, _Slot]
+
+
+class RequestSeries:
+    """The request metrics for one (service, interface, method, route), bound once per process.
+
+    `labels()` validates and looks up its label values under a lock on every call; the hot path
+    instead holds the bound samples (the status counter's per status), so a request costs the
+    five sample writes it needs and nothing else. Binding happens at the first request; a
+    forked child drops its parent's binding (`os.register_at_fork` below) and binds to its own
+    files at its first request, as the library's pid check would have it.
+    """
+
+    __slots__ = ("_labels", "_bounds", "_bound")
 
     def __init__(self, service: str, interface: str, method: str, route: str) -> None:
         self._labels = (service, interface, method, route)
-        self._in_progress = http_requests_in_progress.labels(*self._labels)
-        self._duration = http_request_duration_seconds.labels(*self._labels)
-        self._by_status: dict[int, Any] = {}
+        # Upper bounds, +Inf last: the bucket of a duration is the first bound >= it.
+        self._bounds = (*_DURATION_BUCKETS, math.inf)
+        self._bound: _BoundSeries | None = None
 
-    def started(self) -> None:
-        self._in_progress.inc()
+    @property
+    def route(self) -> str:
+        return self._labels[3]
 
-    def finished(self, status: int, duration_s: float) -> None:
-        self._in_progress.dec()
-        counter = self._by_status.get(status)
+    def _bind(self) -> _BoundSeries:
+        histogram = http_request_duration_seconds.labels(*self._labels)
+        self._bound = _BoundSeries(
+            in_progress=_Slot.of(http_requests_in_progress.labels(*self._labels)._value),
+            duration_sum=_Slot.of(histogram._sum),
+            duration_buckets=tuple(_Slot.of(bucket) for bucket in histogram._buckets),
+            by_status={},
+        )
+        return self._bound
+
+    def unbind(self) -> None:
+        self._bound = None
+
+    # `threaded`: whether other threads of this process may write request samples at the same
+    # time (a threaded WSGI worker); an event loop's requests are written from its one thread,
+    # and the lock would cost more than the writes.
+
+    def started(self, *, threaded: bool = True) -> None:
+        in_progress = (self._bound or self._bind()).in_progress
+        if threaded:
+            with _write_lock:
+                in_progress.view[in_progress.index] += 1.0
+        else:
+            in_progress.view[in_progress.index] += 1.0
+
+    def finished(self, status: int, duration_s: float, *, threaded: bool = True) -> None:
+        bound = self._bound or self._bind()
+        counter = bound.by_status.get(status)
         if counter is None:
-            counter = self._by_status[status] = http_requests_total.labels(
-                *self._labels, str(status)
-            )
-        counter.inc()
-        self._duration.observe(duration_s)
+            child = http_requests_total.labels(*self._labels, str(status))
+            counter = bound.by_status[status] = _Slot.of(child._value)
+        in_progress, total = bound.in_progress, bound.duration_sum
+        bucket = bound.duration_buckets[bisect.bisect_left(self._bounds, duration_s)]
+        if threaded:
+            _write_lock.acquire()
+        try:
+            in_progress.view[in_progress.index] -= 1.0
+            counter.view[counter.index] += 1.0
+            total.view[total.index] += duration_s
+            bucket.view[bucket.index] += 1.0
+        finally:
+            if threaded:
+                _write_lock.release()
 
 
 # Bounded: keyed by the method's label (unknown methods share one), and routes are the
-# app's templates or UNMATCHED_ROUTE.
+# app's templates or UNMATCHED_ROUTE. Every RequestSeries is made here, so every one is here.
 _request_series: dict[tuple[str, str, str, str], RequestSeries] = {}
 
 
@@ -158,6 +244,21 @@ def request_series(service: str, interface: str, method: str, route: str) -> Req
     if series is None:
         series = _request_series[key] = RequestSeries(*key)
     return series
+
+
+def _after_fork_in_child() -> None:
+    """A forked child writes its own files: drop the bindings to the parent's, and release the
+    views before the library closes those mappings (it cannot close a mapping with a view)."""
+    global _write_lock
+    _write_lock = threading.Lock()  # another thread of the parent may have held it
+    for series in _request_series.values():
+        series.unbind()
+    for view in _views.values():
+        view.release()
+    _views.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def request_started(service: str, interface: str, method: str, route: str) -> RequestSeries:

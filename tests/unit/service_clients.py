@@ -57,7 +57,7 @@ class ServiceClient:
     ) -> Answer:
         if isinstance(self.raw, WsgiClient):
             # buffered: the WSGI response is closed, as a server does, which finishes
-            # the request's metrics and log line (call_on_close).
+            # the request's metrics and log line.
             response = self.raw.open(
                 path, method=method, data=body, headers=headers or {}, buffered=True
             )

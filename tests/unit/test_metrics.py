@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 from service_clients import ServiceClient
 
@@ -65,6 +69,33 @@ def test_streamed_response_is_counted_when_finished(client: ServiceClient) -> No
     assert sample("http_requests_in_progress", route) == 0
 
 
+def test_head_is_counted_on_the_get_route(client: ServiceClient) -> None:
+    counter = labels(client, method="HEAD", route="/hello", status="200")
+    before = sample("http_requests_total", counter)
+    assert client.request("HEAD", "/hello").status == 200
+    assert sample("http_requests_total", counter) == before + 1
+
+
+def test_flask_error_handling_that_fails_is_counted_as_500(
+    flask_client: ServiceClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the contract's 500 cannot be built either, the server answers 500 itself: still
+    one request, counted once."""
+
+    def explode(*_args: object) -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("gateway_common.workload.cpu_work", explode)
+    monkeypatch.setattr("flask_app.app.internal_error", explode)
+    counter = labels(flask_client, method="GET", route="/cpu", status="500")
+    before = sample("http_requests_total", counter)
+    with pytest.raises(RuntimeError, match="boom"):
+        flask_client.get("/cpu?n=5")
+    assert sample("http_requests_total", counter) == before + 1
+    route = labels(flask_client, method="GET", route="/cpu")
+    assert sample("http_requests_in_progress", route) == 0
+
+
 def test_unknown_methods_share_one_label(client: ServiceClient) -> None:
     other = labels(client, method="OTHER", route="<unmatched>", status="405")
     before = sample("http_requests_total", other)
@@ -100,6 +131,92 @@ def test_request_series_are_bound_once_per_method_label_and_route() -> None:
     brew = metrics.request_series("fastapi", "asgi", "BREW", "/hello")
     assert metrics.request_series("fastapi", "asgi", "PROPFIND", "/hello") is brew
     assert brew is not series
+
+
+def _series_labels(service: str) -> dict[str, str]:
+    return {"service": service, "interface": "wsgi", "method": "GET", "route": "/io"}
+
+
+def test_request_series_writes_what_the_library_would() -> None:
+    """The same requests through RequestSeries and through prometheus_client's own metric
+    objects read back alike: counts per status, in-progress, duration sum and every bucket
+    (bounds included: a duration equal to a bound is in that bucket)."""
+    durations = (0.005, 0.0051, 0.3, 60.0, 61.0)
+    statuses = (200, 503, 200, 200, 503)
+    series = metrics.request_series("unit-series", "wsgi", "GET", "/io")
+    for index, (status, duration_s) in enumerate(zip(statuses, durations, strict=True)):
+        threaded = index % 2 == 0  # with and without the lock
+        series.started(threaded=threaded)
+        series.finished(status, duration_s, threaded=threaded)
+    series.started()  # one still in flight
+    library = _series_labels("unit-library")
+    for status, duration_s in zip(statuses, durations, strict=True):
+        metrics.http_requests_total.labels(*library.values(), str(status)).inc()
+        metrics.http_request_duration_seconds.labels(*library.values()).observe(duration_s)
+    metrics.http_requests_in_progress.labels(*library.values()).inc()
+
+    def read(labels: dict[str, str]) -> dict[str, float]:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return {
+            f"{s.name}{sorted((k, v) for k, v in s.labels.items() if k != 'service')}": s.value
+            for metric in registry.collect()
+            for s in metric.samples
+            if s.labels.get("service") == labels["service"]
+        }
+
+    ours, theirs = read(_series_labels("unit-series")), read(library)
+    assert ours == theirs
+    route = _series_labels("unit-series")
+    assert sample("http_requests_total", {**route, "status": "200"}) == 3
+    assert sample("http_requests_in_progress", route) == 1
+    le = {
+        b: sample("http_request_duration_seconds_bucket", {**route, "le": b})
+        for b in ("0.005", "0.01", "0.25", "0.5", "60.0", "+Inf")
+    }
+    assert le == {"0.005": 1, "0.01": 2, "0.25": 2, "0.5": 3, "60.0": 4, "+Inf": 5}
+
+
+def test_forked_child_counts_in_its_own_file_and_keeps_them_when_killed() -> None:
+    """A series bound in the parent and used in a forked child (as a middleware's cache would
+    be) writes the child's own file; the counts are in the file when the child is SIGKILLed,
+    with nothing to flush."""
+    route = _series_labels("unit-fork")
+    counter = {**route, "status": "200"}
+    series = metrics.request_series(*route.values())
+    series.started()
+    series.finished(200, 0.01)
+    ready_read, ready_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: count one request, say so, then wait to be killed
+        try:
+            series.started()
+            series.finished(200, 0.02)
+            os.write(ready_write, b"1")
+            time.sleep(60)
+        finally:
+            os._exit(1)
+    os.close(ready_write)
+    try:
+        assert os.read(ready_read, 1) == b"1"
+    finally:
+        os.close(ready_read)
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        # As a server does for a dead worker: its live gauges (the child's files hold every
+        # gauge this process had, at 0) must not weigh on later tests' readings.
+        metrics.mark_dead(pid)
+    assert os.WIFSIGNALED(status)
+    assert sample("http_requests_total", counter) == 2
+    assert sample("http_request_duration_seconds_sum", route) == pytest.approx(0.03)
+    path = metrics.multiproc_dir()
+    per_file = {
+        file.name: value
+        for file in path.glob("counter_*.db")
+        for key, value, _, _ in MmapedDict.read_all_values_from_file(str(file))
+        if json.loads(key)[1:3] == ["http_requests_total", counter]
+    }
+    assert per_file == {f"counter_{os.getpid()}.db": 1.0, f"counter_{pid}.db": 1.0}
 
 
 def test_method_label() -> None:
