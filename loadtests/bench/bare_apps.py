@@ -1,7 +1,9 @@
 """The bare apps `make bench-overhead` measures the services against.
 
 Each answers `/hello` with the same body as its service and nothing else: no request id, no
-metrics, no request log, no error handlers. They are served by the services' own launchers
+metrics, no request log, no error handlers. Each also has the service's route in front of
+`/hello` (`/healthz`, registered first): FastAPI tries routes in order, and finding the route is
+the framework's cost, not the instrumentation's. They are served by the services' own launchers
 (Gunicorn with `gunicorn.conf.py`, `fastapi_app.serve`), so the server settings are the same
 and the throughput gap is what the instrumentation costs.
 """
@@ -31,6 +33,10 @@ def create_flask() -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]  # the service's settings too
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return responses.health(identity)
+
     @app.get("/hello")
     def hello() -> Any:
         return responses.hello(identity)
@@ -41,6 +47,10 @@ def create_flask() -> Flask:
 def create_fastapi() -> FastAPI:
     identity = _identity(ASGI_SERVICE, ASGI_INTERFACE)
     app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return responses.health(identity)
 
     @app.get("/hello")
     async def hello() -> dict[str, Any]:
