@@ -4,7 +4,7 @@ The file is validated against the Compose Specification's JSON Schema (a copy in
 tests/static/schemas), and by `docker compose config -q` where a Compose CLI answers, then
 checked for the behaviour the stack relies on: pinned images, health checks and ordered start-up,
 nothing internal published, hardened and identically sized app services, no secret with a default,
-`.env.example` in step with the file, and a `config` service that fills every placeholder of
+`.env.example` in step with the file, a `config` service that fills every placeholder of
 both config templates with addresses that exist in this compose project.
 """
 
@@ -32,14 +32,19 @@ REDIS_TEMPLATE = ROOT / "services" / "redis" / "redis.conf.template"
 TEMPLATES = (NGINX_TEMPLATE, PROMETHEUS_TEMPLATE, REDIS_TEMPLATE)
 
 try:
+    from gateway_common import variants
     from stackctl import capacity, render, routes, tls
 except ImportError:  # not installed into the environment: use the source tree
     sys.path.insert(0, str(ROOT / "services"))
+    from gateway_common import variants
     from stackctl import capacity, render, routes, tls
 
 pytestmark = pytest.mark.static
 
-APP_SERVICES = ("flask", "fastapi")
+APP_SERVICES = variants.DEFAULT_NAMES
+DEFAULT_SERVICES = variants.DEFAULT_NAMES
+# The Dockerfile of every Python service; its build argument APP names the framework.
+SERVICES_DOCKERFILE = "services/Dockerfile"
 # Long-running services that cannot have a health check, and why.
 NO_HEALTHCHECK = {
     "nginx-exporter": "a single static binary in an empty image: no shell, no wget",
@@ -269,24 +274,34 @@ def test_every_image_is_pinned_to_an_exact_version(services: dict[str, dict[str,
         assert PINNED_TAG.match(tag), f"{name}: {image} is not an exact major.minor.patch tag"
 
 
-def test_services_built_from_the_same_dockerfile_share_one_image_name(
-    services: dict[str, dict[str, Any]],
-) -> None:
-    images: dict[str, set[str]] = {}
-    for service in services.values():
-        if "build" in service:
-            images.setdefault(service["build"]["dockerfile"], set()).add(service["image"])
+def test_services_built_alike_share_one_image_name(services: dict[str, dict[str, Any]]) -> None:
+    """One image per (Dockerfile, build arguments); a Python service's is named after its APP."""
+    images: dict[tuple[str, str], set[str]] = {}
+    for name, service in services.items():
+        if "build" not in service:
+            continue
+        build = service["build"]
+        args = build.get("args", {})
+        images.setdefault((build["dockerfile"], repr(sorted(args.items()))), set()).add(
+            service["image"]
+        )
+        if build["dockerfile"] == SERVICES_DOCKERFILE:
+            assert set(args) == {"APP"}, name
+            assert args["APP"] in variants.FRAMEWORK_ENV_PREFIX, name
+            assert service["image"] == f"gateway-lab/{args['APP']}:local", name
     assert all(len(names) == 1 for names in images.values()), images
 
 
-@pytest.mark.parametrize("name", ["config", "flask", "fastapi", "locust-master", "locust-worker"])
 def test_build_uses_the_repository_root_and_an_existing_dockerfile(
-    services: dict[str, dict[str, Any]], name: str
+    services: dict[str, dict[str, Any]],
 ) -> None:
-    build = services[name]["build"]
-    assert build["context"] == "."
-    dockerfile = ROOT / build["dockerfile"]
-    assert dockerfile.is_file(), dockerfile
+    built = [name for name, service in services.items() if "build" in service]
+    assert {"config", *APP_SERVICES, "locust-master", "locust-worker"} <= set(built)
+    for name in built:
+        build = services[name]["build"]
+        assert build["context"] == ".", name
+        dockerfile = ROOT / build["dockerfile"]
+        assert dockerfile.is_file(), dockerfile
 
 
 # --------------------------------------------------------------------------- start-up
@@ -404,7 +419,7 @@ def test_app_services_are_hardened_and_identically_sized(
         assert env.get("REDIS_URL", "").startswith("redis://"), name
         assert "CHAT_BUS_DIR" not in env, name
     assert "redis" in services["flask"]["depends_on"]
-    assert len(limits) == 1, f"flask and fastapi differ: {limits}"
+    assert len(limits) == 1, f"the app services differ: {limits}"
     assert limits.pop()[:2] == ("${SERVICE_CPUS:-1.0}", "${SERVICE_MEMORY:-1g}")
 
 
@@ -582,10 +597,10 @@ def test_rendered_nginx_config_matches_the_compose_services(
     env = environment(services["config"])
     nginx = services["nginx"]
     upstreams = re.findall(r"^\s*server\s+([a-z0-9-]+):(\d+)\b", text, re.MULTILINE)
-    assert {host for host, _ in upstreams} == set(APP_SERVICES)
+    assert {host for host, _ in upstreams} == set(DEFAULT_SERVICES)
     for host, port in upstreams:
         assert port == "8000", host
-        bind = "WSGI_BIND" if host == "flask" else "ASGI_BIND"
+        bind = f"{variants.get(host).env_prefix}_BIND"
         assert environment(services[host])[bind] == f"0.0.0.0:{port}"
     listens = set(re.findall(r"^\s*listen\s+([^\s;]+)", text, re.MULTILINE))
     assert listens == {"8080", "8443", "8081"}
@@ -643,8 +658,7 @@ def test_rendered_prometheus_config_scrapes_the_compose_services(
         assert host in services, f"prometheus scrapes {target}: no such service"
         assert ports[host] == port, target
     for name in APP_SERVICES:
-        env = environment(services[name])
-        bind = env.get("WSGI_METRICS_BIND") or env.get("ASGI_METRICS_BIND")
+        bind = environment(services[name])[f"{variants.get(name).env_prefix}_METRICS_BIND"]
         assert bind == "0.0.0.0:9100", name
 
 
