@@ -181,6 +181,7 @@ def up(settings: Settings) -> int:
     tls.ensure_certificate(settings.state_dir, settings.environ)
     skipped = set(images.unavailable_services(outcomes))
     chosen = requested_selection(settings)
+    previous = selection(settings) if (settings.state_dir / SELECTION_FILE).exists() else None
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     record_selection(settings, chosen)
     extra = [variant.name for variant in routes.extra(chosen)]
@@ -195,6 +196,12 @@ def up(settings: Settings) -> int:
     code = compose(settings, "up", "--build", "--wait", "--detach", "--remove-orphans", *services)
     if code:
         return code
+    if previous not in (None, chosen):
+        # `config` has just rendered the new selection's routes and targets; a running nginx
+        # and Prometheus still serve the previous ones until they reload.
+        code = compose(settings, "kill", "-s", "HUP", "nginx", "prometheus")
+        if code:
+            return code
     # nginx re-resolves the service names every few seconds (nginx.conf.template): replicas
     # that SCALE just added take that long to get traffic.
     return wait_until_routed(settings)
