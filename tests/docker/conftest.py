@@ -79,7 +79,10 @@ def docker_stack(docker_engine, pytestconfig) -> Iterator[DockerStack]:
     }
     stack = DockerStack(env)
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
-    stack.make("down", timeout=DOWN_TIMEOUT_S)  # a project left over by an interrupted run
+    # A project left over by an interrupted run goes, with its volumes: an old Prometheus TSDB
+    # would answer with the old containers' series for minutes (the 5-minute lookback).
+    stack.make("down", timeout=DOWN_TIMEOUT_S)
+    stack.compose("down", "--volumes")
     anonymous_before = _anonymous_volumes()
     with capture.global_and_fixture_disabled():
         print(
