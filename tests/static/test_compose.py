@@ -422,7 +422,7 @@ def test_app_services_are_hardened_and_identically_sized(
         env = environment(services[name])
         assert env.get("REDIS_URL", "").startswith("redis://"), name
         assert "CHAT_BUS_DIR" not in env, name
-    assert "redis" in services["flask"]["depends_on"]
+        assert "redis" in services[name]["depends_on"], name
     assert len(limits) == 1, f"the app services differ: {limits}"
     assert limits.pop()[:2] == ("${SERVICE_CPUS:-1.0}", "${SERVICE_MEMORY:-1g}")
 
