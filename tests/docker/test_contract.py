@@ -18,13 +18,21 @@ from gateway_common.variants import CONTAINER_METRICS_PORT
 from stackctl import docker, images
 from stackctl.settings import REPO_ROOT
 from tests.conftest import TEST_VARIANTS
+
+# Imported test functions are collected here, against the Docker stack.
 from tests.integration.test_lab_page import (  # noqa: F401
     test_lab_metrics_answers_the_fixed_query_for_every_variant,
     test_lab_metrics_ignores_any_query_the_client_sends,
     test_no_other_prometheus_path_is_reachable_on_the_public_port,
 )
 
-# Imported test functions are collected here, against the Docker stack.
+# Long polling; natively only, the others: they read Redis's subscriptions and the metrics port.
+from tests.integration.test_long_poll_stack import (  # noqa: F401
+    test_a_poll_times_out_with_204_through_nginx,
+    test_a_wsgi_post_reaches_a_chat_socket_and_an_asgi_poll,
+    test_every_variant_polls_and_publishes_in_the_shared_rooms,
+)
+
 # Natively only: the request-id test reads the services' log files, the per-variant metrics test
 # their metrics ports (published nowhere in Docker mode: the Docker form is below).
 from tests.integration.test_stack import (  # noqa: F401
