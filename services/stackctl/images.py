@@ -37,8 +37,7 @@ from stackctl.settings import REPO_ROOT
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 PROJECT_DOCKERFILES = (
-    REPO_ROOT / "services" / "flask_app" / "Dockerfile",
-    REPO_ROOT / "services" / "fastapi_app" / "Dockerfile",
+    REPO_ROOT / "services" / "Dockerfile",
     REPO_ROOT / "loadtests" / "Dockerfile",
 )
 STANDIN_LABEL = "org.gateway-lab.standin"
@@ -174,13 +173,16 @@ _FROM = re.compile(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE | re.MULTIL
 
 
 def dockerfile_bases(dockerfiles: Iterable[Path] = PROJECT_DOCKERFILES) -> set[str]:
-    """External images the project's Dockerfiles build FROM (not their own stages)."""
+    """External images the project's Dockerfiles build FROM (not their own stages).
+
+    A FROM that names a build argument (`FROM ${APP}`) picks one of the file's own stages.
+    """
     bases: set[str] = set()
     for dockerfile in dockerfiles:
         stages: set[str] = set()
         for match in _FROM.finditer(dockerfile.read_text()):
             image, stage = match.group(1), match.group(2)
-            if image.lower() not in stages:
+            if image.lower() not in stages and "$" not in image:
                 bases.add(image)
             if stage:
                 stages.add(stage.lower())

@@ -52,6 +52,9 @@ def _anonymous_volumes() -> set[str]:
 @pytest.fixture(scope="session")
 def docker_engine(pytestconfig) -> Iterator[str]:
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    # An engine that already answers is someone's (perhaps one `stackctl.engine start` started
+    # earlier): used, and left running.
+    already_running, _ = engine.engine_answers()
     with capture.global_and_fixture_disabled():
         try:
             started = engine.start()
@@ -61,8 +64,9 @@ def docker_engine(pytestconfig) -> Iterator[str]:
     try:
         yield started
     finally:
-        with capture.global_and_fixture_disabled():
-            print(f"\n[docker] engine: {engine.stop()}", flush=True)
+        if not already_running:
+            with capture.global_and_fixture_disabled():
+                print(f"\n[docker] engine: {engine.stop()}", flush=True)
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +79,10 @@ def docker_stack(docker_engine, pytestconfig) -> Iterator[DockerStack]:
     }
     stack = DockerStack(env)
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
-    stack.make("down", timeout=DOWN_TIMEOUT_S)  # a project left over by an interrupted run
+    # A project left over by an interrupted run goes, with its volumes: an old Prometheus TSDB
+    # would answer with the old containers' series for minutes (the 5-minute lookback).
+    stack.make("down", timeout=DOWN_TIMEOUT_S)
+    stack.compose("down", "--volumes")
     anonymous_before = _anonymous_volumes()
     with capture.global_and_fixture_disabled():
         print(

@@ -10,8 +10,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway_common import variants
 from stackctl import docker, images
 from stackctl.settings import REPO_ROOT, Settings, load_settings
+from tests.conftest import TEST_SELECTION
 from tests.prometheus_api import PrometheusQueries
 
 PROJECT = "gateway-lab-test"
@@ -33,6 +35,9 @@ DOCKER_TEST_ENV = {
     "GATEWAY_SUBNET": "172.29.0.0/24",
     "RATE_LIMIT_EXEMPT": "172.29.0.0/24",
     "SCALE": "1",
+    # Every server variant, one container each, as the native test stack runs them (TEST_VARIANTS
+    # narrows both): the contract tests are collected once per variant.
+    variants.SELECTION_ENV: TEST_SELECTION,
 }
 FIGURES: list[str] = []
 

@@ -4,8 +4,9 @@ The file is validated against the Compose Specification's JSON Schema (a copy in
 tests/static/schemas), and by `docker compose config -q` where a Compose CLI answers, then
 checked for the behaviour the stack relies on: pinned images, health checks and ordered start-up,
 nothing internal published, hardened and identically sized app services, no secret with a default,
-`.env.example` in step with the file, and a `config` service that fills every placeholder of
-both config templates with addresses that exist in this compose project.
+`.env.example` in step with the file, a `config` service that fills every placeholder of
+both config templates with addresses that exist in this compose project, and one service per
+server variant that says what the registry (gateway_common/variants.py) says.
 """
 
 from __future__ import annotations
@@ -32,14 +33,20 @@ REDIS_TEMPLATE = ROOT / "services" / "redis" / "redis.conf.template"
 TEMPLATES = (NGINX_TEMPLATE, PROMETHEUS_TEMPLATE, REDIS_TEMPLATE)
 
 try:
-    from stackctl import capacity, render, routes, tls
+    from gateway_common import variants
+    from stackctl import capacity, docker, render, routes, tls
 except ImportError:  # not installed into the environment: use the source tree
     sys.path.insert(0, str(ROOT / "services"))
-    from stackctl import capacity, render, routes, tls
+    from gateway_common import variants
+    from stackctl import capacity, docker, render, routes, tls
 
 pytestmark = pytest.mark.static
 
-APP_SERVICES = ("flask", "fastapi")
+# Every server variant is a compose service of its name: the default two and the extra ones.
+APP_SERVICES = tuple(variant.name for variant in variants.VARIANTS)
+DEFAULT_SERVICES = variants.DEFAULT_NAMES
+# The Dockerfile of every Python service; its build argument APP names the framework.
+SERVICES_DOCKERFILE = "services/Dockerfile"
 # Long-running services that cannot have a health check, and why.
 NO_HEALTHCHECK = {
     "nginx-exporter": "a single static binary in an empty image: no shell, no wget",
@@ -269,24 +276,34 @@ def test_every_image_is_pinned_to_an_exact_version(services: dict[str, dict[str,
         assert PINNED_TAG.match(tag), f"{name}: {image} is not an exact major.minor.patch tag"
 
 
-def test_services_built_from_the_same_dockerfile_share_one_image_name(
-    services: dict[str, dict[str, Any]],
-) -> None:
-    images: dict[str, set[str]] = {}
-    for service in services.values():
-        if "build" in service:
-            images.setdefault(service["build"]["dockerfile"], set()).add(service["image"])
+def test_services_built_alike_share_one_image_name(services: dict[str, dict[str, Any]]) -> None:
+    """One image per (Dockerfile, build arguments); a Python service's is named after its APP."""
+    images: dict[tuple[str, str], set[str]] = {}
+    for name, service in services.items():
+        if "build" not in service:
+            continue
+        build = service["build"]
+        args = build.get("args", {})
+        images.setdefault((build["dockerfile"], repr(sorted(args.items()))), set()).add(
+            service["image"]
+        )
+        if build["dockerfile"] == SERVICES_DOCKERFILE:
+            assert set(args) == {"APP"}, name
+            assert args["APP"] in variants.FRAMEWORK_ENV_PREFIX, name
+            assert service["image"] == f"gateway-lab/{args['APP']}:local", name
     assert all(len(names) == 1 for names in images.values()), images
 
 
-@pytest.mark.parametrize("name", ["config", "flask", "fastapi", "locust-master", "locust-worker"])
 def test_build_uses_the_repository_root_and_an_existing_dockerfile(
-    services: dict[str, dict[str, Any]], name: str
+    services: dict[str, dict[str, Any]],
 ) -> None:
-    build = services[name]["build"]
-    assert build["context"] == "."
-    dockerfile = ROOT / build["dockerfile"]
-    assert dockerfile.is_file(), dockerfile
+    built = [name for name, service in services.items() if "build" in service]
+    assert {"config", *APP_SERVICES, "locust-master", "locust-worker"} <= set(built)
+    for name in built:
+        build = services[name]["build"]
+        assert build["context"] == ".", name
+        dockerfile = ROOT / build["dockerfile"]
+        assert dockerfile.is_file(), dockerfile
 
 
 # --------------------------------------------------------------------------- start-up
@@ -334,6 +351,8 @@ def test_depends_on_waits_for_the_right_condition(services: dict[str, dict[str, 
 
 def test_loadtest_services_are_opt_in_and_scalable(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
+        if name in variants.EXTRA_NAMES:
+            continue  # profiles of their own: test_variant_services_follow_the_registry
         expected = ["loadtest"] if name.startswith("locust-") else None
         assert service.get("profiles") == expected, name
     worker = services["locust-worker"]
@@ -403,8 +422,8 @@ def test_app_services_are_hardened_and_identically_sized(
         env = environment(services[name])
         assert env.get("REDIS_URL", "").startswith("redis://"), name
         assert "CHAT_BUS_DIR" not in env, name
-    assert "redis" in services["flask"]["depends_on"]
-    assert len(limits) == 1, f"flask and fastapi differ: {limits}"
+        assert "redis" in services[name]["depends_on"], name
+    assert len(limits) == 1, f"the app services differ: {limits}"
     assert limits.pop()[:2] == ("${SERVICE_CPUS:-1.0}", "${SERVICE_MEMORY:-1g}")
 
 
@@ -582,10 +601,10 @@ def test_rendered_nginx_config_matches_the_compose_services(
     env = environment(services["config"])
     nginx = services["nginx"]
     upstreams = re.findall(r"^\s*server\s+([a-z0-9-]+):(\d+)\b", text, re.MULTILINE)
-    assert {host for host, _ in upstreams} == set(APP_SERVICES)
+    assert {host for host, _ in upstreams} == set(DEFAULT_SERVICES)
     for host, port in upstreams:
         assert port == "8000", host
-        bind = "WSGI_BIND" if host == "flask" else "ASGI_BIND"
+        bind = f"{variants.get(host).env_prefix}_BIND"
         assert environment(services[host])[bind] == f"0.0.0.0:{port}"
     listens = set(re.findall(r"^\s*listen\s+([^\s;]+)", text, re.MULTILINE))
     assert listens == {"8080", "8443", "8081"}
@@ -643,9 +662,101 @@ def test_rendered_prometheus_config_scrapes_the_compose_services(
         assert host in services, f"prometheus scrapes {target}: no such service"
         assert ports[host] == port, target
     for name in APP_SERVICES:
-        env = environment(services[name])
-        bind = env.get("WSGI_METRICS_BIND") or env.get("ASGI_METRICS_BIND")
+        bind = environment(services[name])[f"{variants.get(name).env_prefix}_METRICS_BIND"]
         assert bind == "0.0.0.0:9100", name
+
+
+# --------------------------------------------------------------------------- server variants
+
+# The two ports every app container listens on (gateway_common.variants).
+CONTAINER_BIND = f"0.0.0.0:{variants.CONTAINER_APP_PORT}"
+CONTAINER_METRICS_BIND = f"0.0.0.0:{variants.CONTAINER_METRICS_PORT}"
+# What every app service sets besides its registry environment (natively: stackctl.native).
+SHARED_APP_ENV = {
+    "PROMETHEUS_MULTIPROC_DIR": "/run/gateway/metrics",
+    "REDIS_URL": "redis://redis:6379/0",
+    "FORWARDED_ALLOW_IPS": "${GATEWAY_SUBNET:-172.28.0.0/24}",
+    "BACKEND_KEEPALIVE_S": "75",
+    "LOG_LEVEL": "${LOG_LEVEL:-info}",
+}
+# Framework settings a service may set beyond the registry's: Flask's trusted proxy count.
+FRAMEWORK_EXTRAS = {"WSGI_PROXY_COUNT"}
+
+
+def active_services(services: dict[str, dict[str, Any]], profiles: list[str]) -> set[str]:
+    """The services compose starts with these profiles (COMPOSE_PROFILES), no name given."""
+    return {
+        name
+        for name, service in services.items()
+        if not service.get("profiles") or set(service["profiles"]) & set(profiles)
+    }
+
+
+def test_there_is_one_service_per_variant(services: dict[str, dict[str, Any]]) -> None:
+    in_matrix = {
+        name
+        for name, service in services.items()
+        if docker.ALL_VARIANTS_PROFILE in service.get("profiles", [])
+    }
+    assert in_matrix == set(variants.EXTRA_NAMES)
+    assert set(DEFAULT_SERVICES) <= set(services)
+
+
+@pytest.mark.parametrize("variant", variants.VARIANTS, ids=lambda v: v.name)
+def test_variant_services_follow_the_registry(
+    services: dict[str, dict[str, Any]], variant: variants.Variant
+) -> None:
+    service = services[variant.name]
+    assert service["command"] == ["python", *variant.command]
+    assert service["build"]["args"]["APP"] == variant.framework
+    expected_profiles = None if variant.default else [docker.ALL_VARIANTS_PROFILE, variant.name]
+    assert service.get("profiles") == expected_profiles
+    # The default two take their sizes from the environment; the registry's are the defaults.
+    env = {name: interpolate(value, {}) for name, value in environment(service).items()}
+    registry = variant.server_env(CONTAINER_BIND, CONTAINER_METRICS_BIND)
+    differing = {
+        key: (env.get(key), value) for key, value in registry.items() if env.get(key) != value
+    }
+    assert not differing, f"{variant.name}: compose vs registry {differing}"
+    framework_keys = {
+        key for key in env if key.split("_")[0] in variants.FRAMEWORK_ENV_PREFIX.values()
+    }
+    unknown = framework_keys - set(registry) - FRAMEWORK_EXTRAS
+    assert not unknown, f"{variant.name}: settings the registry does not give: {unknown}"
+    raw = environment(service)
+    for key, value in SHARED_APP_ENV.items():
+        assert raw.get(key) == value, f"{variant.name}: {key}={raw.get(key)}"
+
+
+@pytest.mark.parametrize(
+    "selection", [variants.ALL, *variants.EXTRA_NAMES, "flask-gevent,tornado", ""]
+)
+def test_the_profiles_stackctl_sets_start_exactly_the_selected_variants(
+    services: dict[str, dict[str, Any]], selection: str
+) -> None:
+    chosen = variants.parse_selection(selection)
+    started = active_services(services, docker.variant_profiles(chosen))
+    assert started & set(APP_SERVICES) == {variant.name for variant in chosen}
+
+
+def test_every_selected_variant_is_routed_and_scraped_by_its_service_name(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The config service's render with VARIANTS=all names compose services and their ports."""
+    values = config_values(services) | routes.docker_values({"VARIANTS": variants.ALL})
+    nginx = render.render_text(NGINX_TEMPLATE.read_text(), values)
+    backends = re.findall(r"set \$variant_backend ([a-z0-9-]+):(\d+);", nginx)
+    assert {host for host, _ in backends} == set(variants.EXTRA_NAMES)
+    for host, port in backends:
+        bind = environment(services[host])[f"{variants.get(host).env_prefix}_BIND"]
+        assert bind == f"0.0.0.0:{port}", host
+    prometheus = yaml.safe_load(render.render_text(PROMETHEUS_TEMPLATE.read_text(), values))
+    (job,) = [job for job in prometheus["scrape_configs"] if job["job_name"] == "variants"]
+    (discovery,) = job["dns_sd_configs"]
+    assert set(discovery["names"]) == set(variants.EXTRA_NAMES)
+    for name in discovery["names"]:
+        bind = environment(services[name])[f"{variants.get(name).env_prefix}_METRICS_BIND"]
+        assert bind == f"0.0.0.0:{discovery['port']}", name
 
 
 # --------------------------------------------------------------------------- volumes

@@ -1,10 +1,13 @@
-"""Docker mode's pure parts: published-port parsing, the image inventory, stand-in recipes."""
+"""Docker mode's pure parts: published-port parsing, the image inventory, stand-in recipes,
+the server variants as compose profiles."""
 
 from __future__ import annotations
 
 import pytest
 
-from stackctl import images
+from gateway_common import variants
+from stackctl import docker, images
+from stackctl.native import record_selection
 from stackctl.settings import SettingsError, load_settings, split_bind
 
 
@@ -56,3 +59,45 @@ def test_a_stand_in_keeps_the_real_images_entrypoint_and_user():
     assert "USER 65534:65534" in dockerfile
     assert f'LABEL {images.STANDIN_LABEL}="label-1"' in dockerfile
     assert "--no-install-recommends prometheus " in dockerfile
+
+
+def _settings(tmp_path, **environ: str):
+    return load_settings("default", {"STATE_DIR": str(tmp_path), **environ})
+
+
+def test_all_variants_are_the_matrix_profile_and_a_name_is_its_own():
+    assert docker.variant_profiles(variants.parse_selection("all")) == ["matrix"]
+    chosen = variants.parse_selection("tornado,flask-gevent")
+    assert docker.variant_profiles(chosen) == ["flask-gevent", "tornado"]  # registry order
+    assert docker.variant_profiles(variants.parse_selection("")) == []
+
+
+def test_every_compose_call_gets_the_selection_as_variants_and_profiles(tmp_path):
+    settings = _settings(tmp_path, VARIANTS="flask-gevent, fastapi-daphne")
+    env = docker.compose_env(settings)
+    assert env["VARIANTS"] == "flask-gevent,fastapi-daphne"
+    assert env["COMPOSE_PROFILES"] == "flask-gevent,fastapi-daphne"
+    everything = docker.compose_env(_settings(tmp_path, VARIANTS="all"))
+    assert everything["VARIANTS"] == ",".join(variants.EXTRA_NAMES)
+    assert everything["COMPOSE_PROFILES"] == "matrix"
+
+
+def test_profiles_the_user_sets_are_kept_beside_the_variants(tmp_path):
+    env = docker.compose_env(_settings(tmp_path, VARIANTS="all", COMPOSE_PROFILES="loadtest"))
+    assert env["COMPOSE_PROFILES"] == "loadtest,matrix"
+
+
+def test_what_up_recorded_is_what_later_commands_act_on(tmp_path):
+    settings = _settings(tmp_path, VARIANTS="tornado")
+    assert [v.name for v in docker.requested_selection(settings)] == ["flask", "fastapi", "tornado"]
+    record_selection(settings, variants.parse_selection("all"))
+    # `reload` or `down` with another VARIANTS in the environment still see what runs.
+    assert docker.selection(settings) == variants.VARIANTS
+    assert docker.compose_env(settings)["COMPOSE_PROFILES"] == "matrix"
+    # `up` starts what is asked now.
+    assert [v.name for v in docker.requested_selection(settings)][-1] == "tornado"
+
+
+def test_an_unknown_variant_is_a_settings_error(tmp_path):
+    with pytest.raises(SettingsError, match="no-such-server"):
+        docker.compose_env(_settings(tmp_path, VARIANTS="no-such-server"))
