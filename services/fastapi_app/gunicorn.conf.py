@@ -15,7 +15,7 @@ from fastapi_app.settings import INTERFACE, load_asgi_settings
 from gateway_common.limits import (
     GRACEFUL_SHUTDOWN_S,
     LISTEN_BACKLOG,
-    WS_MAX_MESSAGE_BYTES,
+    WS_SERVER_MESSAGE_LIMIT_BYTES,
     connection_limit,
 )
 from gateway_common.logging import log_config_dict
@@ -39,7 +39,8 @@ asgi_loop = "uvloop"  # as Uvicorn's (fastapi_app.serve)
 asgi_lifespan = "on"  # the chat bus starts in the lifespan: a failure must stop the server
 root_path = _settings.root_path
 forwarded_allow_ips = _settings.forwarded_allow_ips
-websocket_max_message_size = WS_MAX_MESSAGE_BYTES
+# The app closes a message over WS_MAX_MESSAGE_BYTES with 1009 itself (gateway_common.limits).
+websocket_max_message_size = WS_SERVER_MESSAGE_LIMIT_BYTES
 
 # Idle keep-alive towards nginx; must exceed nginx's upstream keepalive_timeout (60 s).
 keepalive = _settings.keepalive_s

@@ -12,6 +12,10 @@ FD_RESERVE = 64
 LISTEN_BACKLOG = 4096
 #: The largest WebSocket message (the contract: a bigger one closes the socket with 1009).
 WS_MAX_MESSAGE_BYTES = 64 * 1024
+#: What a server itself lets through, above the contract's bound, where the app enforces it:
+#: Tornado and Gunicorn's ASGI worker, refusing a message mid-read, drop the connection before
+#: their 1009 close frame reaches the client; the app, having read the message, closes cleanly.
+WS_SERVER_MESSAGE_LIMIT_BYTES = 1024 * 1024
 #: Servers ping idle WebSockets this often, and drop those whose pong is this late.
 WS_PING_INTERVAL_S = 20
 WS_PING_TIMEOUT_S = 20

@@ -219,7 +219,7 @@ class TornadoApp(Application):
             rules,
             default_handler_class=NotFoundHandler,
             default_handler_args={"ctx": ctx},
-            websocket_max_message_size=limits.WS_MAX_MESSAGE_BYTES,
+            websocket_max_message_size=limits.WS_SERVER_MESSAGE_LIMIT_BYTES,
             websocket_ping_interval=limits.WS_PING_INTERVAL_S,
             websocket_ping_timeout=limits.WS_PING_TIMEOUT_S,
             # The handlers log requests themselves (errors and slow ones at info, with the id).

@@ -1,7 +1,8 @@
 """WebSocket routes: `/ws/echo` and `/ws/chat` (rooms over Redis pub/sub, `ChatBus`).
 
-They behave as the FastAPI service's: the same close codes, the same chat documents. Tornado
-enforces the message size bound itself (`websocket_max_message_size`: 1009 "message too big").
+They behave as the FastAPI service's: the same close codes, the same chat documents. The message
+size bound is checked here, on a message read to its end, so the 1009 close frame reaches the
+client (Tornado's own limit, set higher, drops the connection with the message unread).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from gateway_common import metrics, validation
+from gateway_common import limits, metrics, validation
 from gateway_common.chat_bus import BROKER_LOST, BrokerUnavailable, Member, MessageTooLarge
 from gateway_common.logging import log_request
 from tornado_app.base import AppContext, ContractHandler
@@ -100,7 +101,15 @@ class EchoSocket(SocketHandler):
 
     async def on_message(self, message: str | bytes) -> None:
         self.received()
+        if too_big(message):
+            self.close(WS_MESSAGE_TOO_BIG, "message too big")
+            return
         await self.send(message)
+
+
+def too_big(message: str | bytes) -> bool:
+    size = len(message.encode()) if isinstance(message, str) else len(message)
+    return size > limits.WS_MAX_MESSAGE_BYTES
 
 
 class ChatSocket(SocketHandler):
@@ -149,6 +158,9 @@ class ChatSocket(SocketHandler):
         self.received()
         if self.member is None or self.closed:
             return  # refused at open, or closing: nothing more is published
+        if too_big(message):
+            self.close(WS_MESSAGE_TOO_BIG, "message too big")
+            return
         if isinstance(message, bytes):
             self.close(WS_UNSUPPORTED_DATA)
             return
