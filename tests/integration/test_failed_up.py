@@ -7,6 +7,7 @@ Each test runs `stackctl up` on a stack of its own: the `test` profile moved 300
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -93,7 +94,7 @@ def test_a_start_that_fails_half_way_stops_what_it_started(scratch):
     assert "ASGI_WORKERS" in result.stderr
     out = result.stdout
     for name in ("redis", "redis-exporter", "flask", "prometheus"):
-        assert f"{name:<15} started" in out, out
+        assert re.search(rf"^\s+{re.escape(name)}\s+started", out, re.MULTILINE), out
     assert "stopping what was started" in out
     assert listening(settings) == []
     assert live_pid_files(settings) == []
