@@ -22,7 +22,9 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from fastapi_app.middleware import ObservabilityMiddleware, route_path
@@ -74,6 +76,26 @@ def _error_response(error: ApiError, headers: dict[str, str] | None = None) -> J
     return JSONResponse(error.to_body(), status_code=error.status, headers=headers)
 
 
+class ObservedFastAPI(FastAPI):
+    """FastAPI whose outermost layer is `ObservabilityMiddleware`, in place of Starlette's
+    `ServerErrorMiddleware`.
+
+    With debug off, that layer's one job is to answer an unhandled error with a 500. The
+    observability middleware answers it itself, with the contract's body and the request id, so
+    it takes that place rather than adding one more layer to every request.
+    """
+
+    def __init__(self, *, service: str, **kwargs: Any) -> None:
+        self.service = service
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        if not isinstance(stack, ServerErrorMiddleware):
+            raise TypeError(f"expected ServerErrorMiddleware outermost, got {type(stack)!r}")
+        return ObservabilityMiddleware(stack.app, service=self.service, interface=INTERFACE)
+
+
 def create_app(settings: AsgiSettings | None = None) -> FastAPI:
     """The app; ``settings`` default to the environment's (what Uvicorn's factory call gets)."""
     settings = settings or load_asgi_settings()
@@ -91,14 +113,14 @@ def create_app(settings: AsgiSettings | None = None) -> FastAPI:
         finally:
             await bus.stop()
 
-    app = FastAPI(
+    app = ObservedFastAPI(
+        service=settings.service,
         title="gateway-lab FastAPI service",
         version="0.1.0",
         summary="The ASGI half of gateway-lab; see docs/architecture.md.",
         lifespan=lifespan,
     )
     app.state.chat_bus = bus
-    app.add_middleware(ObservabilityMiddleware, service=settings.service, interface=INTERFACE)
     _register_error_handlers(app)
     _register_http_routes(app, identity)
     _register_websocket_routes(app, bus)

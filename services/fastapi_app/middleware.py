@@ -98,14 +98,14 @@ class ObservabilityMiddleware:
         return route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await self._http(scope, receive, send)
-        elif scope["type"] == "websocket":
-            await self._websocket(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # HTTP requests are served here rather than in a method of their own: one coroutine
+        # fewer per request.
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
         request_id = incoming_request_id(scope)
         request_id_header = (_REQUEST_ID_KEY, request_id.encode("latin-1"))
         method = scope["method"]
