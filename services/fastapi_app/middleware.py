@@ -1,6 +1,7 @@
 """Pure ASGI middleware: request id, metrics and the JSON request log.
 
-Not `BaseHTTPMiddleware`: that one buffers through an extra task and breaks streaming.
+Not `BaseHTTPMiddleware`: that one buffers through an extra task and breaks streaming. It is the
+app's outermost layer, in place of Starlette's `ServerErrorMiddleware` (`app.ObservedFastAPI`).
 The route label is the matched route's path template, found with the router's own
 `matches()` before the request runs, so the in-progress gauge has the final label. Matching
 depends only on the scope's type, method and paths (the app has no `Host` routes), so a
@@ -137,8 +138,9 @@ class ObservabilityMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception:
-            # Unhandled: answer with the contract's 500 here (inside, it would lack the
-            # request id); once the response has started there is nothing left to fix.
+            # Unhandled: answer with the contract's 500 and the request id (this layer stands
+            # in for Starlette's ServerErrorMiddleware, see `ObservedFastAPI`); once the
+            # response has started there is nothing left to fix, and the server cuts it off.
             logger.exception("unhandled error", extra={"fields": {"request_id": request_id}})
             status = 500
             if response_started:

@@ -340,3 +340,24 @@ def test_metrics_are_served_on_their_own_port(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert 'server_workers{interface="wsgi",service="flask"} 2.0' in result.stdout
+
+
+def test_fastapi_error_after_the_response_started_reaches_the_server(
+    fastapi_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream that fails after its first event cannot become a 500 any more: the error goes
+    on to the server, which cuts the response off, and the request is counted once, as 500."""
+    from fastapi_app.app import create_app
+    from fastapi_app.settings import load_asgi_settings
+
+    def explode(*_args: object) -> str:
+        raise RuntimeError("stream broke")
+
+    monkeypatch.setattr("gateway_common.responses.sse_end", explode)
+    counter = {"service": "fastapi", "interface": "asgi", "method": "GET", "route": "/stream"}
+    before = sample("http_requests_total", {**counter, "status": "500"})
+    app = create_app(load_asgi_settings(environ=fastapi_env))
+    with TestClient(app) as client, pytest.raises(RuntimeError, match="stream broke"):
+        client.get("/stream?events=1&interval_ms=0")
+    assert sample("http_requests_total", {**counter, "status": "500"}) == before + 1
+    assert sample("http_requests_in_progress", counter) == 0
