@@ -2,7 +2,7 @@
 
 Daphne serves from one process: Twisted's reactor on an asyncio loop, the app in the same
 process and loop. More capacity is more replicas, not workers (ASGI_WORKERS must be 1). This
-process also serves the metrics (fastapi_app.launch), its own only.
+process also serves the metrics (gateway_common.launch), its own only.
 
 Daphne lacks two things the other servers do, and this launcher adds them:
 - the ASGI lifespan (the chat bus starts there): run around the server (fastapi_app.lifespan),
@@ -30,9 +30,10 @@ from starlette.types import ASGIApp
 from twisted.internet import reactor
 from twisted.web.http import HTTPChannel
 
-from fastapi_app import launch, proxied
+from fastapi_app import proxied
 from fastapi_app.lifespan import Lifespan
-from fastapi_app.settings import AsgiSettings
+from fastapi_app.settings import INTERFACE, AsgiSettings, load_asgi_settings
+from gateway_common import launch
 from gateway_common.limits import (
     GRACEFUL_SHUTDOWN_S,
     LISTEN_BACKLOG,
@@ -40,6 +41,7 @@ from gateway_common.limits import (
     WS_PING_INTERVAL_S,
     WS_PING_TIMEOUT_S,
 )
+from gateway_common.settings import ConfigError
 
 LAUNCHER = "fastapi_app.daphne_serve"
 WS_SERVICE_RESTART = 1012
@@ -166,8 +168,19 @@ class GracefulStop:
             reactor.stop()
 
 
+def load_daphne_settings() -> AsgiSettings:
+    """The ASGI settings, with the one worker process Daphne can run."""
+    settings = load_asgi_settings()
+    if settings.workers > 1:
+        raise ConfigError(
+            f"ASGI_WORKERS must be at most 1 for {settings.server}, got {settings.workers} "
+            "(run more replicas instead)"
+        )
+    return settings
+
+
 def main() -> int:
-    started = launch.prepare(LAUNCHER, max_workers=1)
+    started = launch.prepare(LAUNCHER, load_daphne_settings, INTERFACE)
     settings = started.settings
     app = proxied.create_app(settings)
     loop = daphne.server.twisted_loop  # the reactor's loop: the app runs on it

@@ -1,6 +1,6 @@
 """Launcher of the FastAPI service on Granian (ASGI mode): `python -m fastapi_app.granian_serve`.
 
-This process is Granian's main process: it serves the aggregated metrics (fastapi_app.launch),
+This process is Granian's main process: it serves the aggregated metrics (gateway_common.launch),
 binds the socket and starts the workers, each a Rust HTTP runtime driving an asyncio loop with
 the app (the ASGI lifespan included). Every Granian setting is here, in `granian_server`.
 
@@ -20,7 +20,8 @@ from granian.http import HTTP1Settings
 from granian.log import LogLevels
 from granian.server import Server
 
-from fastapi_app import launch
+from fastapi_app.settings import INTERFACE, AsgiSettings, load_asgi_settings
+from gateway_common import launch
 from gateway_common.limits import GRACEFUL_SHUTDOWN_S, LISTEN_BACKLOG, connection_limit
 
 LAUNCHER = "fastapi_app.granian_serve"
@@ -28,7 +29,7 @@ LAUNCHER = "fastapi_app.granian_serve"
 APP_FACTORY = "fastapi_app.proxied:create_app"
 
 
-def granian_server(started: launch.Launch) -> Server:
+def granian_server(started: launch.Launch[AsgiSettings]) -> Server:
     """Granian's settings: Uvicorn's equivalents (fastapi_app.serve) where Granian has one.
 
     Granian has no setting for a WebSocket's largest message (the app closes a bigger one with
@@ -58,7 +59,7 @@ def granian_server(started: launch.Launch) -> Server:
 
 
 def main() -> int:
-    started = launch.prepare(LAUNCHER)
+    started = launch.prepare(LAUNCHER, load_asgi_settings, INTERFACE)
     multiprocessing.set_start_method("spawn")
     granian_server(started).serve()
     return 0

@@ -1,6 +1,6 @@
 """Launcher of the FastAPI service on Hypercorn: `python -m fastapi_app.hypercorn_serve`.
 
-This process is Hypercorn's supervisor: it serves the aggregated metrics (fastapi_app.launch),
+This process is Hypercorn's supervisor: it serves the aggregated metrics (gateway_common.launch),
 binds the socket and spawns the workers, which import the app afresh. Every Hypercorn setting
 is here, in `hypercorn_config`.
 
@@ -23,7 +23,9 @@ from hypercorn.config import Config
 from hypercorn.run import run
 from starlette.types import ASGIApp
 
-from fastapi_app import launch, proxied
+from fastapi_app import proxied
+from fastapi_app.settings import INTERFACE, AsgiSettings, load_asgi_settings
+from gateway_common import launch
 from gateway_common.limits import (
     GRACEFUL_SHUTDOWN_S,
     LISTEN_BACKLOG,
@@ -42,7 +44,7 @@ def create_worker_app() -> ASGIApp:
     return proxied.create_app()
 
 
-def hypercorn_config(started: launch.Launch) -> Config:
+def hypercorn_config(started: launch.Launch[AsgiSettings]) -> Config:
     """Hypercorn's settings: Uvicorn's equivalents (fastapi_app.serve) where Hypercorn has one."""
     settings = started.settings
     config = Config()
@@ -66,7 +68,7 @@ def hypercorn_config(started: launch.Launch) -> Config:
 
 
 def main() -> int:
-    started = launch.prepare(LAUNCHER)
+    started = launch.prepare(LAUNCHER, load_asgi_settings, INTERFACE)
     return run(hypercorn_config(started))
 
 

@@ -1,26 +1,17 @@
-"""Launcher of the FastAPI service: `python -m fastapi_app.serve`.
+"""Launcher of the FastAPI service on Uvicorn: `python -m fastapi_app.serve`.
 
-Checks the environment, prepares the metrics directory, serves the
-aggregated metrics from this (supervisor) process (fastapi_app.launch), then hands over to
-uvicorn, which spawns the workers. Uvicorn's workers are *spawned*, not forked: they import the app
-fresh, so nothing here leaks into them except the environment.
+Checks the environment, prepares the metrics directory, serves the aggregated metrics from
+this (supervisor) process (`gateway_common.launch`), then hands over to Uvicorn, which spawns
+the workers (`gateway_common.uvicorn_launch`).
 """
 
 from __future__ import annotations
 
 import sys
 
-import uvicorn
-
-from fastapi_app import launch
-from gateway_common.limits import (
-    GRACEFUL_SHUTDOWN_S,
-    LISTEN_BACKLOG,
-    WS_MAX_MESSAGE_BYTES,
-    WS_PING_INTERVAL_S,
-    WS_PING_TIMEOUT_S,
-    connection_limit,
-)
+from fastapi_app.settings import INTERFACE, load_asgi_settings
+from gateway_common import launch
+from gateway_common.uvicorn_launch import run_uvicorn
 
 LAUNCHER = "fastapi_app.serve"
 APP_FACTORY = "fastapi_app.app:create_app"
@@ -28,32 +19,8 @@ APP_FACTORY = "fastapi_app.app:create_app"
 
 def main(app_factory: str = APP_FACTORY) -> int:
     """Serve `app_factory` (another app only for the overhead bench's bare app)."""
-    started = launch.prepare(LAUNCHER)
-    settings = started.settings
-    uvicorn.run(
-        app_factory,
-        factory=True,
-        host=settings.bind.host,
-        port=settings.bind.port,
-        workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        ws_max_size=WS_MAX_MESSAGE_BYTES,
-        ws_ping_interval=WS_PING_INTERVAL_S,
-        ws_ping_timeout=WS_PING_TIMEOUT_S,
-        timeout_keep_alive=settings.keepalive_s,
-        # Past its open-file limit a worker answers HTTP with 503 instead of failing accept();
-        # WebSocket upgrades bypass this check (the edge caps them: stackctl.capacity).
-        limit_concurrency=connection_limit(),
-        backlog=LISTEN_BACKLOG,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        root_path=settings.root_path,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        access_log=False,  # the app logs every request as JSON, with its request id
-        log_config=started.log_config,
-        log_level=settings.log_level,
-    )
+    started = launch.prepare(LAUNCHER, load_asgi_settings, INTERFACE)
+    run_uvicorn(app_factory, started)
     return 0
 
 

@@ -34,8 +34,6 @@ How Granian's WSGI mode behaves, and what the settings below make of it:
 
 from __future__ import annotations
 
-import logging
-import logging.config
 import signal
 import sys
 from functools import partial
@@ -47,14 +45,17 @@ from granian.log import LogLevels
 
 from flask_app.settings import INTERFACE, WsgiSettings, load_server_settings
 from flask_app.worker_signals import keep_stops_in_children
+from gateway_common import launch
 from gateway_common.limits import GRACEFUL_SHUTDOWN_S, LISTEN_BACKLOG, connection_limit
 from gateway_common.logging import log_config_dict
-from gateway_common.settings import ConfigError
 
+LAUNCHER = "flask_app.granian_serve"
 SERVER = "granian"
 APP_FACTORY = "flask_app.granian_app:create_app"
 
-logger = logging.getLogger("flask_app.granian_serve")
+
+def load_granian_settings() -> WsgiSettings:
+    return load_server_settings(SERVER)
 
 
 def granian_server(settings: WsgiSettings) -> Granian:
@@ -90,28 +91,10 @@ def granian_server(settings: WsgiSettings) -> Granian:
 
 
 def main() -> int:
-    try:
-        settings = load_server_settings(SERVER)
-        # Imported here so a missing PROMETHEUS_MULTIPROC_DIR is reported like the others.
-        from gateway_common import metrics
-    except ConfigError as exc:
-        print(f"flask_app.granian_serve: configuration error: {exc}", file=sys.stderr)
-        return 2
-
+    settings = launch.load_settings(LAUNCHER, load_granian_settings)
     server = granian_server(settings)  # configures logging (JSON) in this process too
-    metrics.prepare_multiproc_dir()
-    metrics.set_server_gauges(settings.service, INTERFACE, settings.workers, settings.capacity)
-    metrics.serve_metrics(settings.metrics_bind)
-    logger.info(
-        "starting granian",
-        extra={
-            "fields": {
-                "bind": str(settings.bind),
-                "workers": settings.workers,
-                "blocking_threads": settings.threads,
-            }
-        },
-    )
+    launch.start_metrics(settings, INTERFACE)
+    launch.log_start(settings, blocking_threads=settings.threads)
     # Runs after Granian set the main process's handlers, before it forks the workers.
     server.on_startup(partial(keep_stops_in_children, signal.SIGINT, signal.SIGTERM))
     server.serve()

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import logging.config
 import os
 import shutil
 import signal
@@ -48,11 +47,10 @@ from flask_app.settings import (
     WsgiSettings,
     load_server_settings,
 )
-from gateway_common import variants
+from gateway_common import launch, variants
 from gateway_common.limits import GRACEFUL_SHUTDOWN_S, LISTEN_BACKLOG
-from gateway_common.logging import log_config_dict
-from gateway_common.settings import ConfigError
 
+LAUNCHER = "flask_app.uwsgi_serve"
 SERVER = "uwsgi"
 INI = Path(__file__).with_name("uwsgi.ini")
 # Master FIFO commands (uWSGI 2.0 core/fifo.c).
@@ -267,18 +265,16 @@ def kill(child: subprocess.Popen[bytes]) -> None:
         os.killpg(child.pid, signal.SIGKILL)
 
 
-def main() -> int:
-    try:
-        settings = load_server_settings(SERVER)
-        # Imported here so a missing PROMETHEUS_MULTIPROC_DIR is reported like the others.
-        from gateway_common import metrics
-    except ConfigError as exc:
-        print(f"flask_app.uwsgi_serve: configuration error: {exc}", file=sys.stderr)
-        return 2
+def load_uwsgi_settings() -> WsgiSettings:
+    return load_server_settings(SERVER)
 
-    logging.config.dictConfig(log_config_dict(settings.service, settings.log_level))
-    metrics.prepare_multiproc_dir()
-    metrics.set_server_gauges(settings.service, INTERFACE, settings.workers, settings.capacity)
+
+def main() -> int:
+    settings = launch.load_settings(LAUNCHER, load_uwsgi_settings)
+    from gateway_common import metrics  # importable now: load_settings checked for it
+
+    launch.configure_logging(settings)
+    metrics.reset_for_server(settings.service, INTERFACE, settings.workers, settings.capacity)
 
     runtime_dir = Path(tempfile.mkdtemp(prefix="flask-uwsgi-"))
     try:

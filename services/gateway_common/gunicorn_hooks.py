@@ -32,8 +32,7 @@ class MetricsHooks:
 
     def on_starting(self, server: Any) -> None:
         """Master, before any worker: fresh metrics directory, server gauges."""
-        metrics.prepare_multiproc_dir()
-        metrics.set_server_gauges(self.service, self.interface, self.workers, self.capacity)
+        metrics.reset_for_server(self.service, self.interface, self.workers, self.capacity)
 
     def when_ready(self, server: Any) -> None:
         """Master, sockets bound: serve the aggregated metrics on their own port."""

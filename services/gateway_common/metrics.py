@@ -289,6 +289,12 @@ def set_server_gauges(service: str, interface: str, workers: int, capacity: int)
     server_worker_capacity.labels(service, interface).set(capacity)
 
 
+def reset_for_server(service: str, interface: str, workers: int, capacity: int) -> None:
+    """In the server's master, before any worker starts: a fresh directory, the server gauges."""
+    prepare_multiproc_dir()
+    set_server_gauges(service, interface, workers, capacity)
+
+
 def multiproc_dir() -> Path:
     return Path(os.environ[MULTIPROC_DIR_ENV])
 
