@@ -347,17 +347,43 @@ def assert_broker_unavailable(answer: Answer) -> None:
     assert answer.headers["Retry-After"] == "2"
 
 
-def test_flask_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServer) -> None:
-    settings = load_wsgi_settings({"REDIS_URL": own_broker.url})
-    client = ServiceClient("flask", create_flask_app(settings).test_client())
+def assert_outage_and_recovery(
+    client: ServiceClient, broker: RedisServer, reconnected: Callable[[], bool] | None = None
+) -> None:
+    """The broker stops: polls and publishes get the 503 while `/hello` still answers; the
+    broker back, both work again.
+
+    `reconnected`: an async service's wait for its chat bus to be back. Its waiting poll is a
+    member of the bus, so it is also checked to be told of the outage, not left waiting.
+    """
     room = new_room()
-    own_broker.stop()
+    if reconnected is None:
+        broker.stop()
+    else:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            poll = start_poll(pool, client, room, broker.url)
+            broker.stop()
+            assert_broker_unavailable(poll.result(timeout=READY_TIMEOUT_S))
     assert_broker_unavailable(client.get(f"/poll?room={room}&timeout_ms=1000"))
     assert_broker_unavailable(post(client, room, "nobody hears this"))
     assert client.get("/hello").status == 200
-    own_broker.start()
+    broker.start()
+    if reconnected is not None:
+        assert reconnected()
     assert client.get(f"/poll?room={room}&timeout_ms=0").status == 204
     assert post(client, room, "back").status == 202
+
+
+def test_flask_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServer) -> None:
+    settings = load_wsgi_settings({"REDIS_URL": own_broker.url})
+    client = ServiceClient("flask", create_flask_app(settings).test_client())
+    assert_outage_and_recovery(client, own_broker)
+
+
+def test_django_wsgi_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServer) -> None:
+    settings = load_django_settings(WSGI, {"REDIS_URL": own_broker.url})
+    client = ServiceClient("django-gunicorn", WsgiClient(create_django_wsgi_app(settings)))
+    assert_outage_and_recovery(client, own_broker)
 
 
 def test_fastapi_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServer) -> None:
@@ -367,17 +393,11 @@ def test_fastapi_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServ
     try:
         bus = test_client.app.state.chat_bus  # type: ignore[attr-defined]
         client = ServiceClient("fastapi", test_client, chat_bus=bus)
-        room = new_room()
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            poll = start_poll(pool, client, room, own_broker.url)
-            own_broker.stop()  # a waiting poll is told, not left waiting
-            assert_broker_unavailable(poll.result(timeout=READY_TIMEOUT_S))
-        assert_broker_unavailable(client.get(f"/poll?room={room}&timeout_ms=1000"))
-        assert_broker_unavailable(post(client, room, "nobody hears this"))
-        own_broker.start()
-        assert test_client.portal.call(bus.wait_connected, BROKER_CONNECT_TIMEOUT_S)
-        assert client.get(f"/poll?room={room}&timeout_ms=0").status == 204
-        assert post(client, room, "back").status == 202
+        assert_outage_and_recovery(
+            client,
+            own_broker,
+            lambda: test_client.portal.call(bus.wait_connected, BROKER_CONNECT_TIMEOUT_S),
+        )
     finally:
         test_client.__exit__(None, None, None)
 
@@ -389,48 +409,23 @@ def test_tornado_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServ
         with httpx.Client(base_url=server.url, timeout=30) as http:
             bus = server.worker.bus
             client = ServiceClient("tornado", http, chat_bus=bus)
-            room = new_room()
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                poll = start_poll(pool, client, room, own_broker.url)
-                own_broker.stop()  # a waiting poll is told, not left waiting
-                assert_broker_unavailable(poll.result(timeout=READY_TIMEOUT_S))
-            assert_broker_unavailable(client.get(f"/poll?room={room}&timeout_ms=1000"))
-            assert_broker_unavailable(post(client, room, "nobody hears this"))
-            own_broker.start()
-            assert server.call(lambda: bus.wait_connected(BROKER_CONNECT_TIMEOUT_S))
-            assert client.get(f"/poll?room={room}&timeout_ms=0").status == 204
-            assert post(client, room, "back").status == 202
+            assert_outage_and_recovery(
+                client,
+                own_broker,
+                lambda: server.call(lambda: bus.wait_connected(BROKER_CONNECT_TIMEOUT_S)),
+            )
     finally:
         server.stop()
-
-
-def test_django_wsgi_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServer) -> None:
-    settings = load_django_settings(WSGI, {"REDIS_URL": own_broker.url})
-    client = ServiceClient("django-gunicorn", WsgiClient(create_django_wsgi_app(settings)))
-    room = new_room()
-    own_broker.stop()
-    assert_broker_unavailable(client.get(f"/poll?room={room}&timeout_ms=1000"))
-    assert_broker_unavailable(post(client, room, "nobody hears this"))
-    assert client.get("/hello").status == 200
-    own_broker.start()
-    assert client.get(f"/poll?room={room}&timeout_ms=0").status == 204
-    assert post(client, room, "back").status == 202
 
 
 def test_django_asgi_poll_without_broker_is_a_503_and_recovers(own_broker: RedisServer) -> None:
     app = create_django_asgi_app(load_django_settings(ASGI, {"REDIS_URL": own_broker.url}))
     with TestClient(app, raise_server_exceptions=False) as test_client:  # type: ignore[arg-type]
-        assert test_client.portal.call(app.chat_bus.wait_connected, BROKER_CONNECT_TIMEOUT_S)
-        client = ServiceClient("django-uvicorn", test_client, chat_bus=app.chat_bus)
-        room = new_room()
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            poll = start_poll(pool, client, room, own_broker.url)
-            own_broker.stop()  # a waiting poll is told, not left waiting
-            assert_broker_unavailable(poll.result(timeout=READY_TIMEOUT_S))
-        assert_broker_unavailable(client.get(f"/poll?room={room}&timeout_ms=1000"))
-        assert_broker_unavailable(post(client, room, "nobody hears this"))
-        assert client.get("/hello").status == 200
-        own_broker.start()
-        assert test_client.portal.call(app.chat_bus.wait_connected, BROKER_CONNECT_TIMEOUT_S)
-        assert client.get(f"/poll?room={room}&timeout_ms=0").status == 204
-        assert post(client, room, "back").status == 202
+        bus = app.chat_bus
+
+        def reconnected() -> bool:
+            return bool(test_client.portal.call(bus.wait_connected, BROKER_CONNECT_TIMEOUT_S))
+
+        assert reconnected()
+        client = ServiceClient("django-uvicorn", test_client, chat_bus=bus)
+        assert_outage_and_recovery(client, own_broker, reconnected)
