@@ -5,6 +5,11 @@ For each service, starts the instrumented app and a bare app of the same framewo
 ports, called directly (no nginx). wrk loads one side, then the other, alternating the order
 each round; the ratio is instrumented/bare requests per second, per round and the median.
 
+A round in which one worker of a side did nearly all of that side's work measured one core, not
+the server's settings (Uvicorn's workers share one listening socket, and wrk's keep-alive
+connections stay with the worker that accepted them): it is reported and left out of the
+medians.
+
 Writes ``overhead.json`` into the newest bench run folder (``<out>/latest``) and a line into its
 report, or into a new ``<out>/<timestamp>-overhead/`` folder when there is no report yet.
 
@@ -69,6 +74,14 @@ class WrkResult:
     socket_errors: int
     #: CPU time the server's processes spent per request (Linux /proc; None elsewhere).
     cpu_ms_per_request: float | None = None
+    #: The busiest worker's share of the workers' CPU time in this run (Linux; None elsewhere).
+    busiest_worker_share: float | None = None
+
+
+def unbalanced_share(workers: int) -> float:
+    """The busiest worker's CPU share from which a run counts as one worker's: halfway between
+    an even spread (1/workers) and all of it."""
+    return (1 + 1 / workers) / 2
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,23 @@ class RoundResult:
     order: tuple[str, ...]  # which variant ran first
     instrumented: WrkResult
     bare: WrkResult
+    workers: int = 1  # the server's worker processes, the same on both sides
+
+    @property
+    def unbalanced_sides(self) -> tuple[str, ...]:
+        """The sides on which one worker did nearly all the work (none with one worker)."""
+        if self.workers < 2:
+            return ()
+        bound = unbalanced_share(self.workers)
+        return tuple(
+            name
+            for name, side in (("instrumented", self.instrumented), ("bare", self.bare))
+            if side.busiest_worker_share is not None and side.busiest_worker_share >= bound
+        )
+
+    @property
+    def balanced(self) -> bool:
+        return not self.unbalanced_sides
 
     @property
     def ratio(self) -> float:
@@ -95,12 +125,23 @@ class ServiceOverhead:
     rounds: list[RoundResult] = field(default_factory=list)
 
     @property
+    def counted_rounds(self) -> list[RoundResult]:
+        """The balanced rounds; every round when none is (then the medians say so)."""
+        balanced = [r for r in self.rounds if r.balanced]
+        return balanced or self.rounds
+
+    @property
+    def left_out(self) -> list[int]:
+        counted = {r.index for r in self.counted_rounds}
+        return [r.index for r in self.rounds if r.index not in counted]
+
+    @property
     def median_ratio(self) -> float:
-        return statistics.median(r.ratio for r in self.rounds)
+        return statistics.median(r.ratio for r in self.counted_rounds)
 
     @property
     def median_cpu_ratio(self) -> float | None:
-        ratios = [r.cpu_ratio for r in self.rounds if r.cpu_ratio is not None]
+        ratios = [r.cpu_ratio for r in self.counted_rounds if r.cpu_ratio is not None]
         return statistics.median(ratios) if ratios else None
 
     def to_dict(self) -> dict:
@@ -108,12 +149,15 @@ class ServiceOverhead:
             "service": self.service,
             "median_ratio": round(self.median_ratio, 4),
             "median_cpu_ratio": _rounded(self.median_cpu_ratio),
+            "rounds_left_out": self.left_out,
             "rounds": [
                 {
                     "round": r.index,
                     "order": list(r.order),
                     "ratio": round(r.ratio, 4),
                     "cpu_ratio": _rounded(r.cpu_ratio),
+                    "workers": r.workers,
+                    "unbalanced": list(r.unbalanced_sides),
                     "instrumented": asdict(r.instrumented),
                     "bare": asdict(r.bare),
                 }
@@ -309,19 +353,35 @@ def _stat_fields(pid: str) -> list[str] | None:
     return raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
 
 
-def tree_cpu_s(root: int) -> float | None:
-    """User + system CPU seconds of `root` and its live children (the server's workers)."""
+def process_cpu_s(root: int) -> dict[int, float] | None:
+    """User + system CPU seconds of `root` and of each of its live children (the server's
+    workers), by pid; None without /proc."""
     if not Path("/proc/self/stat").exists():
         return None
-    total = 0.0
+    seconds: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         fields = _stat_fields(entry.name)
         # fields[1] is the parent pid; fields[11], fields[12] are utime and stime in ticks.
         if fields and (int(entry.name) == root or int(fields[1]) == root):
-            total += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-    return total
+            seconds[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return seconds
+
+
+def tree_cpu_s(root: int) -> float | None:
+    """User + system CPU seconds of `root` and its live children."""
+    seconds = process_cpu_s(root)
+    return None if seconds is None else sum(seconds.values())
+
+
+def busiest_child_share(
+    root: int, before: dict[int, float], after: dict[int, float]
+) -> float | None:
+    """The share of the children's CPU time between two readings that the busiest one spent."""
+    spent = [after[pid] - before.get(pid, 0.0) for pid in after if pid != root]
+    total = sum(spent)
+    return max(spent) / total if total > 0 else None
 
 
 def fetch_hello(url: str, timeout_s: float = 2.0) -> bytes:
@@ -366,7 +426,8 @@ def parse_wrk(output: str) -> WrkResult:
 
 def run_wrk(wrk: str, server: Server, opts: OverheadOptions, duration_s: int) -> WrkResult:
     url = server.url
-    cpu_before = tree_cpu_s(server.process.pid)
+    root = server.process.pid
+    cpu_before = process_cpu_s(root)
     command = [
         wrk,
         f"-t{opts.threads}",
@@ -375,19 +436,25 @@ def run_wrk(wrk: str, server: Server, opts: OverheadOptions, duration_s: int) ->
         url,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60)
-    cpu_after = tree_cpu_s(server.process.pid)
+    cpu_after = process_cpu_s(root)
     if done.returncode != 0:
         raise RunError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()}")
     result = parse_wrk(done.stdout)
     if cpu_before is None or cpu_after is None or not result.requests:
         return result
-    cpu_ms = (cpu_after - cpu_before) * 1000 / result.requests
-    return dataclasses.replace(result, cpu_ms_per_request=round(cpu_ms, 5))
+    cpu_ms = (sum(cpu_after.values()) - sum(cpu_before.values())) * 1000 / result.requests
+    share = busiest_child_share(root, cpu_before, cpu_after)
+    return dataclasses.replace(
+        result,
+        cpu_ms_per_request=round(cpu_ms, 5),
+        busiest_worker_share=None if share is None else round(share, 4),
+    )
 
 
 def measure_service(
     service: str, opts: OverheadOptions, wrk: str, workdir: Path, say
 ) -> ServiceOverhead:
+    workers = configured_workers(service)
     servers: dict[str, Server] = {}
     try:
         for variant in VARIANTS:
@@ -403,7 +470,7 @@ def measure_service(
             # Alternate the order so a drift of the machine favours neither side.
             order = VARIANTS if index % 2 else tuple(reversed(VARIANTS))
             measured = {v: run_wrk(wrk, servers[v], opts, opts.duration_s) for v in order}
-            round_ = RoundResult(index, order, measured["instrumented"], measured["bare"])
+            round_ = RoundResult(index, order, measured["instrumented"], measured["bare"], workers)
             result.rounds.append(round_)
             say(
                 f"overhead: {service} round {index}/{opts.rounds}: "
@@ -411,11 +478,22 @@ def measure_service(
                 f"bare {round_.bare.rps:.0f} req/s, ratio {round_.ratio:.3f}"
                 + _cpu_text(round_.cpu_ratio)
                 + _problems(round_)
+                + _imbalance(round_)
             )
         return result
     finally:
         for server in servers.values():
             server.stop()
+
+
+def _imbalance(round_: RoundResult) -> str:
+    if round_.balanced:
+        return ""
+    sides = [
+        f"{name}: one worker did {getattr(round_, name).busiest_worker_share:.0%}"
+        for name in round_.unbalanced_sides
+    ]
+    return f" [unbalanced, left out of the median: {'; '.join(sides)} of the work]"
 
 
 def _cpu_text(ratio: float | None) -> str:
@@ -431,16 +509,25 @@ def _problems(round_: RoundResult) -> str:
     return f" ({'; '.join(bad)})" if bad else ""
 
 
-def settings_line() -> str:
-    """The server settings both sides share (from the environment, as the services read them)."""
+def _settings():  # type: ignore[no-untyped-def]
+    """Both services' settings, from the environment as the services read it."""
     from fastapi_app.settings import load_asgi_settings
     from flask_app.settings import load_wsgi_settings
     from gateway_common.settings import REDIS_URL_ENV
 
     # The broker's address is required to load the settings, and irrelevant to /hello.
     environ = {**os.environ, REDIS_URL_ENV: "redis://127.0.0.1:1/0"}
-    wsgi = load_wsgi_settings(environ)
-    asgi = load_asgi_settings(environ)
+    return load_wsgi_settings(environ), load_asgi_settings(environ)
+
+
+def configured_workers(service: str) -> int:
+    wsgi, asgi = _settings()
+    return wsgi.workers if service == "flask" else asgi.workers
+
+
+def settings_line() -> str:
+    """The server settings both sides share."""
+    wsgi, asgi = _settings()
     return (
         f"Gunicorn {wsgi.worker_class}, {wsgi.workers} workers x {wsgi.threads} threads; "
         f"Uvicorn {asgi.workers} workers"
@@ -480,6 +567,7 @@ def summary_line(results: list[ServiceOverhead], opts: OverheadOptions) -> str:
     parts = [
         f"{r.service} {r.median_ratio:.2f} (rounds {', '.join(f'{x.ratio:.2f}' for x in r.rounds)}"
         + ("" if r.median_cpu_ratio is None else f"; CPU per request {r.median_cpu_ratio:.2f}")
+        + _left_out_text(r)
         + ")"
         for r in results
     ]
@@ -488,6 +576,22 @@ def summary_line(results: list[ServiceOverhead], opts: OverheadOptions) -> str:
         f"{opts.rounds} alternating rounds of {opts.duration_s} s, wrk {opts.connections} "
         f"connections, direct (no nginx): {'; '.join(parts)}. Figures: overhead.json."
     )
+
+
+def _left_out_text(result: ServiceOverhead) -> str:
+    if not result.left_out:
+        return ""
+    rounds = ", ".join(str(index) for index in result.left_out)
+    return f"; rounds {rounds} unbalanced, left out of the median"
+
+
+def _median_note(result: ServiceOverhead) -> str:
+    counted = len(result.counted_rounds)
+    if result.left_out:
+        return f" over {counted} of {len(result.rounds)} rounds (the others unbalanced)"
+    if not any(r.balanced for r in result.rounds):
+        return " (every round unbalanced: run more rounds)"
+    return ""
 
 
 def _html(line: str) -> str:
@@ -544,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         say(
             f"overhead: {result.service} median ratio {result.median_ratio:.3f}"
             + _cpu_text(result.median_cpu_ratio)
+            + _median_note(result)
         )
     say(f"overhead: wrote {run_dir / 'overhead.json'}")
     return 0

@@ -46,4 +46,11 @@ def test_overhead_mode_measures_both_services_and_writes_ratios(tmp_path: Path) 
             assert r["cpu_ratio"] == pytest.approx(
                 r["bare"]["cpu_ms_per_request"] / instrumented_cpu, 1e-2
             )
+            # How the work spread over the server's workers (2 each: the services' default).
+            assert r["workers"] == 2
+            for side in ("instrumented", "bare"):
+                assert 0.5 <= r[side]["busiest_worker_share"] <= 1.0
+            assert set(r["unbalanced"]) <= {"instrumented", "bare"}
+        left_out = [r["round"] for r in rounds if r["unbalanced"]]
+        assert service["rounds_left_out"] == (left_out if len(left_out) < len(rounds) else [])
         assert f"{service['service']} median ratio" in done.stdout

@@ -122,3 +122,49 @@ def test_tree_cpu_counts_the_workers_of_a_launcher(tmp_path: Path) -> None:
     finally:
         os.killpg(launcher.pid, signal.SIGKILL)
         launcher.wait()
+
+
+def _side(rps: float, share: float | None) -> overhead.WrkResult:
+    return overhead.WrkResult(
+        rps=rps, requests=int(rps), non_2xx=0, socket_errors=0, busiest_worker_share=share
+    )
+
+
+def test_a_round_with_one_worker_doing_the_work_is_left_out_of_the_medians() -> None:
+    result = overhead.ServiceOverhead("fastapi")
+    even, one_worker = 0.52, 0.97
+    result.rounds = [
+        overhead.RoundResult(1, overhead.VARIANTS, _side(90, even), _side(100, even), workers=2),
+        overhead.RoundResult(2, overhead.VARIANTS, _side(50, one_worker), _side(100, even), 2),
+        overhead.RoundResult(3, overhead.VARIANTS, _side(94, even), _side(100, 0.6), workers=2),
+    ]
+    assert [r.unbalanced_sides for r in result.rounds] == [(), ("instrumented",), ()]
+    assert result.left_out == [2]
+    assert result.median_ratio == pytest.approx(0.92)
+    document = result.to_dict()
+    assert document["rounds_left_out"] == [2]
+    assert document["rounds"][1]["unbalanced"] == ["instrumented"]
+    line = overhead.summary_line([result], overhead.parse([]))
+    assert "rounds 2 unbalanced, left out of the median" in line
+
+
+def test_with_one_worker_or_every_round_unbalanced_every_round_counts() -> None:
+    single = overhead.RoundResult(1, overhead.VARIANTS, _side(50, 1.0), _side(100, 1.0), workers=1)
+    assert single.balanced
+    result = overhead.ServiceOverhead("fastapi")
+    result.rounds = [
+        overhead.RoundResult(1, overhead.VARIANTS, _side(50, 0.99), _side(100, 0.5), workers=2),
+        overhead.RoundResult(2, overhead.VARIANTS, _side(100, 0.5), _side(50, 0.99), workers=2),
+    ]
+    assert result.left_out == []
+    assert result.median_ratio == pytest.approx((0.5 + 2.0) / 2)
+    # Four workers: an even share is 0.25, the bound halfway to all of it.
+    assert overhead.unbalanced_share(4) == pytest.approx(0.625)
+
+
+def test_busiest_child_share_reads_the_children_between_two_readings() -> None:
+    root = 100
+    before = {root: 5.0, 101: 1.0, 102: 2.0}
+    after = {root: 9.0, 101: 4.0, 102: 3.0, 103: 0.0}  # the root's own time is not a worker's
+    assert overhead.busiest_child_share(root, before, after) == pytest.approx(0.75)
+    assert overhead.busiest_child_share(root, after, after) is None
