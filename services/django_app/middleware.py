@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from django_app import context, routes
 from gateway_common import metrics
-from gateway_common.logging import log_request
+from gateway_common.observation import finish_request
 from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id
 
 # The header as Django's META names it (CGI style).
@@ -53,16 +53,14 @@ class _Observation:
         if self.finished:  # a closed stream may report after its last chunk did
             return
         self.finished = True
-        duration_s = time.perf_counter() - self.started
-        self.series.finished(status, duration_s)
-        log_request(
-            service=self.service,
-            request_id=self.request_id,
-            method=self.method,
-            path=self.path,
-            route=self.route,
-            status=status,
-            duration_s=duration_s,
+        finish_request(
+            self.series,
+            status,
+            self.started,
+            self.service,
+            self.request_id,
+            self.method,
+            lambda: self.path,
         )
 
 

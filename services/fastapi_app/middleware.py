@@ -22,7 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway_common import metrics
 from gateway_common.errors import internal_error
-from gateway_common.logging import log_request, request_log_enabled
+from gateway_common.logging import log_request
+from gateway_common.observation import finish_request
 from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id
 
 logger = logging.getLogger(__name__)
@@ -147,18 +148,16 @@ class ObservabilityMiddleware:
                 raise
             await self._send_internal_error(send, request_id)
         finally:
-            duration_s = time.perf_counter() - started
-            series.finished(status, duration_s, threaded=False)
-            if request_log_enabled(status, duration_s):
-                log_request(
-                    service=self.service,
-                    request_id=request_id,
-                    method=method,
-                    path=route_path(scope),
-                    route=series.route,
-                    status=status,
-                    duration_s=duration_s,
-                )
+            finish_request(
+                series,
+                status,
+                started,
+                self.service,
+                request_id,
+                method,
+                lambda: route_path(scope),
+                threaded=False,
+            )
 
     @staticmethod
     async def _send_internal_error(send: Send, request_id: str) -> None:

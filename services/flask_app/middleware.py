@@ -19,7 +19,7 @@ from werkzeug.routing import Map
 
 from flask_app.settings import INTERFACE
 from gateway_common import metrics
-from gateway_common.logging import log_request, request_log_enabled
+from gateway_common.observation import finish_request
 from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id
 
 if TYPE_CHECKING:
@@ -108,18 +108,16 @@ class ObservabilityMiddleware:
             return start_response(status_line, headers, exc_info)
 
         def finish() -> None:
-            duration_s = time.perf_counter() - started
-            series.finished(status, duration_s, threaded=threaded)
-            if request_log_enabled(status, duration_s):
-                log_request(
-                    service=self.service,
-                    request_id=request_id,
-                    method=method,
-                    path=decoded_path(environ),
-                    route=series.route,
-                    status=status,
-                    duration_s=duration_s,
-                )
+            finish_request(
+                series,
+                status,
+                started,
+                self.service,
+                request_id,
+                method,
+                lambda: decoded_path(environ),
+                threaded,
+            )
 
         try:
             body = self.app(environ, start_with_request_id)

@@ -29,7 +29,7 @@ from gateway_common.errors import (
     method_not_allowed_error,
     not_found_error,
 )
-from gateway_common.logging import log_request
+from gateway_common.observation import finish_request
 from gateway_common.request_id import REQUEST_ID_HEADER, resolve_request_id
 from gateway_common.responses import ServiceIdentity
 from tornado_app.lifecycle import Lifecycle
@@ -187,18 +187,16 @@ class HttpHandler(ContractHandler):
         if self._observed:
             return
         self._observed = True
-        duration_s = time.perf_counter() - self._started
-        self._series.finished(status, duration_s)
-        self.ctx.lifecycle.request_finished()
-        log_request(
-            service=self.ctx.identity.service,
-            request_id=self.request_id,
-            method=self.request.method or "",
-            path=self.request.path,
-            route=self.route_label,
-            status=status,
-            duration_s=duration_s,
+        finish_request(
+            self._series,
+            status,
+            self._started,
+            self.ctx.identity.service,
+            self.request_id,
+            self.request.method or "",
+            lambda: self.request.path,
         )
+        self.ctx.lifecycle.request_finished()
 
 
 class NotFoundHandler(HttpHandler):

@@ -7,6 +7,7 @@ import json
 import logging
 import logging.config
 import sys
+import time
 
 import pytest
 from service_clients import ServiceClient
@@ -93,3 +94,27 @@ def test_log_config_dict_is_valid_and_silences_access_logs() -> None:
         logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
         logging.getLogger().handlers.clear()
         logging.getLogger().setLevel(logging.WARNING)
+
+
+def test_a_request_line_not_written_is_not_built(caplog: pytest.LogCaptureFixture) -> None:
+    """`finish_request` asks for the path only when the line is written; it always counts."""
+    from gateway_common import metrics
+    from gateway_common.observation import finish_request
+
+    series = metrics.request_series("flask", "wsgi", "GET", "/lazy-test-only")
+    asked: list[str] = []
+
+    def path() -> str:
+        asked.append("path")
+        return "/lazy-test-only"
+
+    with caplog.at_level(logging.INFO, logger=REQUEST_LOGGER_NAME):
+        series.started()
+        finish_request(series, 200, time.perf_counter(), "flask", "lazy-1", "GET", path)
+        assert asked == []
+        series.started()
+        finish_request(series, 500, time.perf_counter(), "flask", "lazy-2", "GET", path)
+        assert asked == ["path"]
+    (record,) = _request_records(caplog)
+    line = json.loads(JsonFormatter("flask").format(record))
+    assert (line["request_id"], line["path"], line["status"]) == ("lazy-2", "/lazy-test-only", 500)
