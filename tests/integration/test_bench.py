@@ -9,34 +9,19 @@ the servers' own Prometheus counters within the bench's stated tolerance.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from loadtests.bench import analysis
-from stackctl.addresses import stack_env
-from stackctl.settings import load_settings
+from tests.bench_process import BENCH_COMMAND, REPO_ROOT, bench_env, finished_run, run_bench
 from tests.browser import BROKEN_IMAGES_JS, PageProblems, chromium
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 
 pytestmark = pytest.mark.integration
 
 #: The quick profile promises <= 90 s; allow for a slow, shared machine.
 BENCH_TIMEOUT_S = 180
-
-
-def _bench_env(**extra: str) -> dict[str, str]:
-    """What `make bench` gives the bench after `make up` on the test profile: no BENCH_*
-    options, and the stack's addresses as `python -m stackctl env` prints them."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("BENCH_")}
-    return env | stack_env(load_settings("test"), "native") | {"PYTHONUNBUFFERED": "1"} | extra
 
 
 def _locust_targets(stack) -> list[dict]:
@@ -47,9 +32,9 @@ def _locust_targets(stack) -> list[dict]:
 def bench_run(stack, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench-reports")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtests.bench", "--profile", "quick", "--out", str(out)],
+        [*BENCH_COMMAND, "--profile", "quick", "--out", str(out)],
         cwd=REPO_ROOT,
-        env=_bench_env(),
+        env=bench_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -67,10 +52,14 @@ def bench_run(stack, tmp_path_factory):
     except subprocess.TimeoutExpired:
         proc.kill()
         stdout, stderr = proc.communicate()
-    assert proc.returncode == 0, f"bench failed:\n{stdout[-4000:]}\n{stderr[-4000:]}"
-    run_dir = (out / "latest").resolve()
-    results = json.loads((run_dir / "results.json").read_text())
-    return {"out": out, "run_dir": run_dir, "results": results, "stdout": stdout, "seen": seen}
+    run = finished_run(out, proc.returncode, stdout, stderr)
+    return {
+        "out": out,
+        "run_dir": run.run_dir,
+        "results": run.results,
+        "stdout": stdout,
+        "seen": seen,
+    }
 
 
 def test_bench_measures_the_running_stack_and_shows_in_its_prometheus(bench_run, stack):
@@ -189,22 +178,17 @@ def test_open_model_sends_on_schedule_whether_or_not_answers_come_back(stack, tm
     the answers' latency, timed from their scheduled send, includes the time they queued.
     """
     rate, io_ms, warmup, measure = 8.0, 2000, 1.0, 4.0
-    proc = subprocess.run(
+    run = run_bench(
         [
-            sys.executable, "-m", "loadtests.bench", "--model", "open", "--scenarios", "io",
-            "--targets", "wsgi", "--rates", f"io={rate:g}", "--io-ms", str(io_ms),
-            "--warmup", f"{warmup:g}", "--duration", f"{measure:g}", "--prometheus-url", "none",
-            "--out", str(tmp_path),
+            "--model", "open", "--scenarios", "io", "--targets", "wsgi",
+            "--rates", f"io={rate:g}", "--io-ms", str(io_ms), "--warmup", f"{warmup:g}",
+            "--duration", f"{measure:g}", "--prometheus-url", "none",
         ],
-        cwd=REPO_ROOT,
-        env=_bench_env(LOCUST_METRICS_DISABLE="1"),
-        capture_output=True,
-        text=True,
-        timeout=BENCH_TIMEOUT_S,
-        stdin=subprocess.DEVNULL,
+        tmp_path,
+        bench_env(LOCUST_METRICS_DISABLE="1"),
+        BENCH_TIMEOUT_S,
     )  # fmt: skip
-    assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    results = json.loads((tmp_path / "latest" / "results.json").read_text())
+    results = run.results
     assert results["schema"] == 3 and results["meta"]["options"]["model"] == "open"
     capacity = results["meta"]["capacity"]["wsgi"]  # requests running at once
     (step,) = results["steps"]
@@ -225,4 +209,4 @@ def test_open_model_sends_on_schedule_whether_or_not_answers_come_back(stack, tm
     assert step["max_ms"] >= 1.5 * io_ms
     # The requests it gave up on were still queued at gunicorn: the bench waited them out, so
     # the stack it hands back (to the next block, or the next test) is not still busy.
-    assert "drained in" in proc.stdout, proc.stdout[-2000:]
+    assert "drained in" in run.stdout, run.stdout[-2000:]

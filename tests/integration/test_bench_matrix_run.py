@@ -10,19 +10,13 @@ must match the servers' own, and io must follow Little's law in direction across
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from stackctl.addresses import stack_env
-from stackctl.settings import load_settings
+from tests.bench_process import bench_env, run_bench
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WANTED = ("flask", "fastapi", "flask-gthread", "flask-gevent")
 USERS = {"io": [4, 12], "hello": [5], "stream": [3], "poll": [3, 6], "ws_echo": [4]}
 IO_USERS = 12
@@ -64,24 +58,16 @@ def listed(stack) -> dict[str, dict]:
 def matrix_run(stack, listed, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench-matrix")
     users = ";".join(f"{s}={','.join(map(str, levels))}" for s, levels in USERS.items())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
-    env |= stack_env(load_settings("test"), "native") | {"PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(
+    run = run_bench(
         [
-            sys.executable, "-m", "loadtests.bench", "--profile", "matrix",
-            "--targets", ",".join(listed), "--users", users, "--warmup", "1", "--duration", "2",
-            "--poll-timeout-ms", "1000", "--out", str(out),
+            "--profile", "matrix", "--targets", ",".join(listed), "--users", users,
+            "--warmup", "1", "--duration", "2", "--poll-timeout-ms", "1000",
         ],
-        cwd=REPO_ROOT,
-        env=env | {"BENCH_PROFILE": "default"},  # the flag wins over the environment
-        capture_output=True,
-        text=True,
-        timeout=420,
-        stdin=subprocess.DEVNULL,
+        out,
+        bench_env(BENCH_PROFILE="default"),  # the flag wins over the environment
+        timeout_s=420,
     )  # fmt: skip
-    assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    run_dir = (out / "latest").resolve()
-    return json.loads((run_dir / "results.json").read_text()), run_dir, proc.stdout
+    return run.results, run.run_dir, run.stdout
 
 
 def test_targets_are_what_the_stacks_variants_json_lists(matrix_run, listed):

@@ -9,18 +9,12 @@ within those capacities, read 200 and 204 apart, and call the missing route not 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from gateway_common import variants
+from tests.bench_process import bench_env, run_bench
 from tests.poll_standin import PollStandIn
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 POLLERS = 6
 
 pytestmark = pytest.mark.integration
@@ -30,26 +24,20 @@ pytestmark = pytest.mark.integration
 def poll_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("poll-bench")
     served = [variants.get(name) for name in ("flask", "fastapi", "flask-gevent")]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
+    env = bench_env(test_stack=False, LOCUST_METRICS_DISABLE="1")
     with PollStandIn(served, without_poll={"flask-gevent"}) as standin:
-        proc = subprocess.run(
+        run = run_bench(
             [
-                sys.executable, "-m", "loadtests.bench", "--url", standin.url,
-                "--prometheus-url", "none", "--targets", "wsgi,asgi,flask-gevent",
-                "--scenarios", "poll", "--users", f"poll={POLLERS}", "--warmup", "1",
-                "--duration", "5", "--poll-rate", "4", "--poll-timeout-ms", "500",
-                "--out", str(out),
+                "--url", standin.url, "--prometheus-url", "none",
+                "--targets", "wsgi,asgi,flask-gevent", "--scenarios", "poll",
+                "--users", f"poll={POLLERS}", "--warmup", "1", "--duration", "5",
+                "--poll-rate", "4", "--poll-timeout-ms", "500",
             ],
-            cwd=REPO_ROOT,
-            env=env | {"LOCUST_METRICS_DISABLE": "1", "PYTHONUNBUFFERED": "1"},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
+            out,
+            env,
+            timeout_s=120,
         )  # fmt: skip
-    assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    run_dir = (out / "latest").resolve()
-    return json.loads((run_dir / "results.json").read_text()), run_dir, proc.stdout
+    return run.results, run.run_dir, run.stdout
 
 
 def test_a_missing_route_is_not_applicable_and_the_others_are_measured(poll_run):
