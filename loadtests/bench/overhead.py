@@ -36,6 +36,11 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi_app.settings import AsgiSettings
+    from flask_app.settings import WsgiSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("flask", "fastapi")
@@ -515,7 +520,7 @@ def _problems(round_: RoundResult) -> str:
     return f" ({'; '.join(bad)})" if bad else ""
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> tuple[WsgiSettings, AsgiSettings]:
     """Both services' settings, from the environment as the services read it."""
     from fastapi_app.settings import load_asgi_settings
     from flask_app.settings import load_wsgi_settings
